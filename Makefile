@@ -1,0 +1,39 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create a local
+# virtual environment and install the project with the pins in constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALL := $(PY) -m pip install --quiet -c constraints.txt
+STAMP := $(VENV)/.installed
+TEST_ARGS ?=
+
+.PHONY: demo test bench bench-full lint install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(INSTALL) -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gradbridge compare --backends numpy,jax,torch
+
+test: $(STAMP)
+	$(PY) -m pytest $(TEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gradbridge tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(INSTALL) -e '.[bench]'
+	$(PY) benchmarks/run.py --quick
+
+bench-full: $(STAMP)
+	$(INSTALL) -e '.[bench]'
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

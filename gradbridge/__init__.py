@@ -1,0 +1,63 @@
+"""gradbridge: arrays, gradients, gradient descent and Bayes written once, run on NumPy, JAX or PyTorch.
+
+    >>> import gradbridge as gb
+    >>> be = gb.get_backend("numpy", dtype="float64")
+    >>> float(be.dot(be.asarray([1.0, 2.0, 3.0]), be.asarray([0.5, 0.3, 0.2])))
+    1.7
+
+Importing gradbridge imports neither JAX nor PyTorch; a backend's framework loads the first
+time that backend is asked for. The learning and probability modules load on first use too.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gradbridge.config import Selection, get_backend, resolve, use_backend
+from gradbridge.core.backend import (
+    Backend,
+    BackendNotFound,
+    BackendNotInstalled,
+    Capabilities,
+    DeviceNotAvailable,
+    GradbridgeError,
+    InvalidArgument,
+    TrainingDiverged,
+)
+from gradbridge.core.registry import list_backends, register_backend, unregister_backend
+
+__version__ = "0.1.0"
+
+# Public names that live in modules loaded on first access (PEP 562), keeping import cheap.
+_LAZY: dict[str, str] = {
+    "models": "gradbridge.core.models",
+    "losses": "gradbridge.core.losses",
+    "optim": "gradbridge.core.optim",
+    "probability": "gradbridge.core.probability",
+    "tree": "gradbridge.core.tree",
+    "data": "gradbridge.core.data",
+    "fit": "gradbridge.core.train",
+    "History": "gradbridge.core.train",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradbridge.core import data, losses, models, optim, probability, tree
+    from gradbridge.core.train import History, fit
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gradbridge' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
+    "GradbridgeError", "History", "InvalidArgument", "Selection", "TrainingDiverged",
+    "data", "fit", "get_backend", "list_backends", "losses", "models", "optim", "probability",
+    "register_backend", "resolve", "tree", "unregister_backend", "use_backend",
+]

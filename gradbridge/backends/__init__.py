@@ -1,0 +1,1 @@
+"""Framework adapters: one per framework, each implementing gradbridge.core.backend.Backend."""

@@ -1,0 +1,306 @@
+"""What a backend is: the protocol every framework adapter implements, its capabilities, the errors.
+
+This is the one page a reader needs to write a backend. The operations use the Python Array
+API standard's names and semantics (broadcasting, ``axis``, ``keepdims``). Logic that is the
+same for every framework (device and dtype resolution, ``dot``'s shape rules, ``grad`` from
+``value_and_grad``, a Python ``scan``) is written once here, in :class:`BackendBase`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
+
+Array: TypeAlias = Any
+"""An array of the backend's framework (``numpy.ndarray``, ``jax.Array``, ``torch.Tensor``)."""
+
+Shape: TypeAlias = tuple[int, ...]
+Axis: TypeAlias = int | tuple[int, ...] | None
+Argnums: TypeAlias = int | tuple[int, ...]
+
+DTYPES: tuple[str, ...] = ("float32", "float64")
+DEVICE_ALIASES: dict[str, str] = {"gpu": "cuda", "cuda": "cuda:0"}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class GradbridgeError(Exception):
+    """Base of every error gradbridge raises on purpose."""
+
+
+class BackendNotFound(GradbridgeError, LookupError):
+    """A backend name that no built-in backend or plugin provides."""
+
+
+class BackendNotInstalled(GradbridgeError, ImportError):
+    """A known backend whose framework is not importable; the message gives the pip line."""
+
+
+class DeviceNotAvailable(GradbridgeError):
+    """A device that this backend cannot reach here; the message lists the devices that exist."""
+
+
+class InvalidArgument(GradbridgeError, ValueError):
+    """A value outside what is accepted; the message names the argument, the value and the range."""
+
+
+class TrainingDiverged(GradbridgeError, ArithmeticError):
+    """Training produced a non-finite or exploding loss; nothing computed so far is lost."""
+
+    def __init__(self, message: str, *, epoch: int, last_finite_loss: float | None,
+                 history: Any, hint: str) -> None:
+        super().__init__(f"{message} (hint: {hint})")
+        self.epoch = epoch
+        self.last_finite_loss = last_finite_loss
+        self.history = history
+        self.hint = hint
+
+
+def invalid(argument: str, value: object, accepted: str) -> InvalidArgument:
+    """Build the standard bad-value error: what was given, for which argument, what is accepted."""
+    return InvalidArgument(f"{argument}={value!r} is not valid; expected {accepted}")
+
+
+# ----------------------------------------------------------------- devices and dtypes
+
+
+def normalize_dtype(dtype: object) -> str:
+    """Return 'float32' or 'float64' for a string or dtype-like object, or raise InvalidArgument."""
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    name = name.rsplit(".", 1)[-1].lower()
+    if name not in DTYPES:
+        raise invalid("dtype", dtype, f"one of {', '.join(DTYPES)}")
+    return name
+
+
+def normalize_device(device: str) -> str:
+    """Spell a device the canonical way: 'cpu', 'cuda:N', or 'auto' (aliases 'gpu', 'cuda')."""
+    name = str(device).strip().lower()
+    while name in DEVICE_ALIASES:
+        name = DEVICE_ALIASES[name]
+    if name in ("cpu", "auto"):
+        return name
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return f"cuda:{int(name[5:])}"
+    raise invalid("device", device, "'cpu', 'cuda', 'cuda:N', 'gpu' or 'auto'")
+
+
+def resolve_device(requested: str, available: Sequence[str], backend: str) -> str:
+    """Pick the device to run on; 'auto' prefers a GPU, anything absent raises DeviceNotAvailable."""
+    device = normalize_device(requested)
+    if device == "auto":
+        return next((d for d in available if d.startswith("cuda")), "cpu")
+    if device not in available:
+        raise DeviceNotAvailable(
+            f"device {requested!r} is not available to the {backend} backend on this machine; "
+            f"devices that exist: {', '.join(available)}"
+            + ("" if any(d.startswith("cuda") for d in available)
+               else " (no CUDA GPU was found: use device='cpu' or 'auto')")
+        )
+    return device
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do here, asked at run time instead of guessed from its name."""
+
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...] = DTYPES
+    has_jit: bool = False
+    supports_float64: bool = True
+    version: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The operations gradbridge's core is written against. Names are fixed: add, never rename."""
+
+    name: str
+    device: str
+    dtype: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    # creation and conversion
+    def asarray(self, obj: Any) -> Array:
+        """Make an array on this backend's device; floating input takes the backend's dtype."""
+    def to_numpy(self, x: Array) -> Any:
+        """Copy an array (or a Python number) to a host ``numpy.ndarray``."""
+    def zeros(self, shape: int | Shape) -> Array: ...
+    def ones(self, shape: int | Shape) -> Array: ...
+    def full(self, shape: int | Shape, fill_value: float) -> Array: ...
+
+    # elementwise arithmetic
+    def add(self, x1: Array, x2: Array) -> Array: ...
+    def subtract(self, x1: Array, x2: Array) -> Array: ...
+    def multiply(self, x1: Array, x2: Array) -> Array: ...
+    def divide(self, x1: Array, x2: Array) -> Array: ...
+    def negative(self, x: Array) -> Array: ...
+    def pow(self, x1: Array, x2: Array | float) -> Array: ...
+    def abs(self, x: Array) -> Array: ...
+    def sqrt(self, x: Array) -> Array: ...
+    def exp(self, x: Array) -> Array: ...
+    def log(self, x: Array) -> Array: ...
+    def log1p(self, x: Array) -> Array: ...
+    def tanh(self, x: Array) -> Array: ...
+    def maximum(self, x1: Array, x2: Array | float) -> Array:
+        """Elementwise max; at ties the gradient goes to ``x1`` (documented subgradient)."""
+    def minimum(self, x1: Array, x2: Array | float) -> Array:
+        """Elementwise min; at ties the gradient goes to ``x1``."""
+    def where(self, condition: Array, x1: Array, x2: Array) -> Array: ...
+    def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array: ...
+
+    # linear algebra
+    def matmul(self, x1: Array, x2: Array) -> Array: ...
+    def matrix_transpose(self, x: Array) -> Array: ...
+    def dot(self, x1: Array, x2: Array) -> Array:
+        """The tutorial's dot product: 1-D·1-D -> 0-D, 2-D·1-D -> 1-D."""
+
+    # reductions and shape
+    def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array: ...
+    def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array: ...
+    def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array: ...
+    def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array: ...
+    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        """log(sum(exp(x))) computed without overflow for large inputs."""
+    def reshape(self, x: Array, shape: int | Shape) -> Array: ...
+    def expand_dims(self, x: Array, axis: int) -> Array: ...
+    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array: ...
+    def stack(self, arrays: Sequence[Array], axis: int = 0) -> Array: ...
+
+    # autodiff, compilation, loops, timing
+    def grad(self, fn: Callable[..., Array], argnums: Argnums = 0) -> Callable[..., Any]:
+        """Gradient of a scalar-valued ``fn``, in the structure of the chosen arguments."""
+    def value_and_grad(self, fn: Callable[..., Array],
+                       argnums: Argnums = 0) -> Callable[..., tuple[Array, Any]]:
+        """``(fn(*args), grad)``; gradients are detached and on the backend's device."""
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Compile ``fn`` where the framework can; otherwise return it unchanged."""
+    def scan(self, step: Callable[[Any], tuple[Any, Any]], carry: Any,
+             length: int) -> tuple[Any, Any]:
+        """Run ``carry, y = step(carry)`` ``length`` times; return the carry and the stacked ys."""
+    def synchronize(self) -> None:
+        """Block until queued device work is done, so that clocks read honest times."""
+
+
+# ----------------------------------------------------------------- shared behaviour
+
+
+def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``fn`` to the leaves of (nested) dicts, lists and tuples, keeping their structure."""
+    if isinstance(tree, dict):
+        return {key: tree_map(fn, tree[key], *(r[key] for r in rest)) for key in tree}
+    if isinstance(tree, list | tuple):
+        mapped = [tree_map(fn, item, *(r[i] for r in rest)) for i, item in enumerate(tree)]
+        return type(tree)(mapped)
+    if tree is None:
+        return None
+    return fn(tree, *rest)
+
+
+def check_argnums(argnums: Argnums, n_args: int) -> tuple[int, ...]:
+    """Validate ``argnums`` against the call's positional arguments; return them as a tuple."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums or any(not 0 <= n < n_args for n in nums):
+        raise invalid("argnums", argnums, f"indices of the {n_args} positional arguments")
+    return nums
+
+
+def check_scalar_output(shape: Sequence[int]) -> None:
+    """Gradients are defined for functions returning one number; say so otherwise."""
+    if tuple(shape) not in ((), (1,)):
+        raise InvalidArgument(
+            f"grad needs fn to return a scalar (0-D array), but it returned shape {tuple(shape)}; "
+            "reduce it first, e.g. with be.sum(...) or be.mean(...)"
+        )
+
+
+class BackendBase:
+    """Behaviour every backend shares; subclasses bind their framework's operations.
+
+    A subclass sets ``name``, implements :meth:`available_devices`, :meth:`framework_version`
+    and the array operations, and gets device/dtype resolution, ``dot``, ``grad``,
+    ``logsumexp``, a Python ``scan`` and a no-op ``jit``/``synchronize`` for free.
+    """
+
+    name: ClassVar[str] = "base"
+    has_jit: ClassVar[bool] = False
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
+        self.dtype = normalize_dtype(dtype)
+        self.device = resolve_device(device, self.available_devices(), self.name)
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """Devices this framework can reach on this machine, e.g. ['cpu', 'cuda:0']."""
+        return ["cpu"]
+
+    @classmethod
+    def framework_version(cls) -> str:
+        """Version of the framework underneath."""
+        raise NotImplementedError
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(devices=tuple(self.available_devices()), has_jit=self.has_jit,
+                            version=self.framework_version())
+
+    def __repr__(self) -> str:
+        return f"<gradbridge {self.name} backend device={self.device!r} dtype={self.dtype!r}>"
+
+    # Every backend spells these the same way in terms of its own primitives.
+
+    def dot(self, x1: Array, x2: Array) -> Array:
+        s1, s2 = tuple(x1.shape), tuple(x2.shape)
+        if len(s2) != 1 or len(s1) not in (1, 2) or s1[-1] != s2[0]:
+            raise InvalidArgument(
+                f"dot needs a 1-D or 2-D first argument whose last axis matches a 1-D second "
+                f"argument; got shapes {s1} and {s2}"
+            )
+        return self.matmul(x1, x2)
+
+    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        shift = self.max(x, axis=axis, keepdims=True)
+        total = self.log(self.sum(self.exp(x - shift), axis=axis, keepdims=True)) + shift
+        if keepdims:
+            return total
+        return self.reshape(total, _reduced_shape(tuple(x.shape), axis))
+
+    def grad(self, fn: Callable[..., Array], argnums: Argnums = 0) -> Callable[..., Any]:
+        value_and_grad = self.value_and_grad(fn, argnums)  # type: ignore[attr-defined]
+
+        def gradient(*args: Any, **kwargs: Any) -> Any:
+            return value_and_grad(*args, **kwargs)[1]
+
+        return gradient
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return fn
+
+    def scan(self, step: Callable[[Any], tuple[Any, Any]], carry: Any,
+             length: int) -> tuple[Any, Any]:
+        outputs = []
+        for _ in range(length):
+            carry, y = step(carry)
+            outputs.append(y)
+        if not outputs or outputs[0] is None:
+            return carry, None
+        return carry, tree_map(lambda *ys: self.stack(ys), outputs[0], *outputs[1:])  # type: ignore[attr-defined]
+
+    def synchronize(self) -> None:
+        return None
+
+
+def _reduced_shape(shape: Shape, axis: Axis) -> Shape:
+    """The shape a reduction over ``axis`` leaves when ``keepdims`` is false."""
+    if axis is None:
+        return ()
+    axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    return tuple(n for i, n in enumerate(shape) if i not in axes)

@@ -1,0 +1,149 @@
+"""Backend names -> lazy loaders: the built-in three and entry-point plugins.
+
+Nothing here imports a framework until a backend is asked for by name, so that
+``import gradbridge`` stays cheap and a missing framework only matters when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradbridge.core.backend import BackendNotFound, BackendNotInstalled, GradbridgeError
+
+ENTRY_POINT_GROUP = "gradbridge.backends"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend lives and what it needs: enough to list it without importing it."""
+
+    name: str
+    target: str  # "package.module:ClassName"
+    requires: str  # the framework's import name
+    install: str  # the pip line that adds it
+    source: str = "built-in"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One row of ``list_backends()``: whether a backend can run here, and if not, why."""
+
+    name: str
+    installed: bool
+    loadable: bool
+    version: str | None
+    devices: tuple[str, ...]
+    reason: str | None
+    install: str
+    source: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "installed": self.installed, "loadable": self.loadable,
+            "version": self.version, "devices": list(self.devices), "reason": self.reason,
+            "install": self.install, "source": self.source, "notes": list(self.notes),
+        }
+
+
+BUILTIN: dict[str, BackendSpec] = {
+    "numpy": BackendSpec("numpy", "gradbridge.backends.numpy:NumpyBackend", "numpy",
+                         "pip install gradbridge"),
+    "jax": BackendSpec("jax", "gradbridge.backends.jax:JaxBackend", "jax",
+                       "pip install 'gradbridge[jax]'  (or: pip install jax)"),
+    "torch": BackendSpec("torch", "gradbridge.backends.torch:TorchBackend", "torch",
+                         "pip install 'gradbridge[torch]'  (or: pip install torch)"),
+}
+
+_runtime: dict[str, BackendSpec] = {}
+_loaded: dict[str, type] = {}
+
+
+def register_backend(name: str, target: str | type, *, requires: str = "",
+                     install: str = "") -> None:
+    """Add a backend at run time (tests, notebooks); ``target`` is a class or 'module:Class'."""
+    if isinstance(target, type):
+        _loaded[name] = target
+        target = f"{target.__module__}:{target.__qualname__}"
+    _runtime[name] = BackendSpec(name, target, requires or target.split(".")[0],
+                                 install or "(registered at run time)", "run-time")
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added with :func:`register_backend`."""
+    _runtime.pop(name, None)
+    _loaded.pop(name, None)
+
+
+def _plugin_specs() -> dict[str, BackendSpec]:
+    specs = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
+        specs[ep.name] = BackendSpec(ep.name, ep.value, ep.value.split(".")[0],
+                                     f"pip install {dist}", f"plugin ({dist})")
+    return specs
+
+
+def known_specs() -> dict[str, BackendSpec]:
+    """Every backend name gradbridge knows: built-in, then plugins, then run-time registrations."""
+    return {**BUILTIN, **_plugin_specs(), **_runtime}
+
+
+def spec_for(name: str) -> BackendSpec:
+    """The spec for ``name``, or BackendNotFound listing the names that exist."""
+    specs = known_specs()
+    key = name.strip().lower()
+    if key not in specs:
+        raise BackendNotFound(
+            f"unknown backend {name!r}; known backends: {', '.join(sorted(specs))}"
+        )
+    return specs[key]
+
+
+def load_backend_class(name: str) -> type:
+    """Import the backend's module (and so its framework) on first use; cached afterwards."""
+    spec = spec_for(name)
+    if spec.name in _loaded:
+        return _loaded[spec.name]
+    if importlib.util.find_spec(spec.requires) is None:
+        raise BackendNotInstalled(
+            f"the {spec.name} backend needs {spec.requires}, which is not installed; "
+            f"install it with: {spec.install}"
+        )
+    module_name, _, attr = spec.target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise BackendNotInstalled(
+            f"the {spec.name} backend could not be imported ({exc}); reinstall it with: "
+            f"{spec.install}"
+        ) from exc
+    _loaded[spec.name] = cls
+    return cls
+
+
+def describe(name: str) -> BackendInfo:
+    """Load one backend if possible and report version, devices, or why it cannot run."""
+    spec = spec_for(name)
+    installed = importlib.util.find_spec(spec.requires) is not None
+    try:
+        cls = load_backend_class(name)
+        return BackendInfo(spec.name, True, True, cls.framework_version(),
+                           tuple(cls.available_devices()), None, spec.install, spec.source,
+                           tuple(getattr(cls, "notes", ())))
+    except (GradbridgeError, ImportError, RuntimeError, OSError) as exc:
+        return BackendInfo(spec.name, installed, False, None, (), str(exc), spec.install,
+                           spec.source)
+
+
+def list_backends() -> list[BackendInfo]:
+    """Every known backend with installed / version / devices / why not loadable.
+
+    This imports each installed framework, since only the framework can say which devices it
+    sees; selecting a backend for work never calls it.
+    """
+    return [describe(name) for name in known_specs()]

@@ -1,0 +1,64 @@
+"""Shared fixtures: the conformance suite runs on every backend, dtype and (when present) GPU.
+
+``GRADBRIDGE_REQUIRE_BACKENDS=numpy,jax,torch`` turns a backend that cannot load from a skip
+into a failure, so CI cannot pass by quietly skipping a framework.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import gradbridge as gb
+from gradbridge.core.backend import Backend, DeviceNotAvailable, GradbridgeError
+
+BACKENDS = ("numpy", "jax", "torch")
+REQUIRED = {n.strip() for n in os.environ.get("GRADBRIDGE_REQUIRE_BACKENDS", "").split(",") if n}
+CPU_ONLY = os.environ.get("GRADBRIDGE_TEST_DEVICES", "cpu,cuda").split(",") == ["cpu"]
+
+
+def make_backend(name: str, dtype: str, device: str = "cpu") -> Backend:
+    """Load a backend for a test; skip (or fail when required) if its framework is missing."""
+    try:
+        return gb.get_backend(name, device=device, dtype=dtype)
+    except DeviceNotAvailable as exc:
+        pytest.skip(f"{name} on {device}: {exc}")
+    except GradbridgeError as exc:
+        if name in REQUIRED:
+            pytest.fail(f"required backend {name} failed to load: {exc}")
+        pytest.skip(f"{name} not available: {exc}")
+
+
+def _params(dtypes: tuple[str, ...]) -> list:
+    params = [pytest.param((n, d, "cpu"), id=f"{n}-{d}") for n in BACKENDS for d in dtypes]
+    params += [pytest.param((n, d, "cuda"), id=f"{n}-{d}-cuda", marks=pytest.mark.gpu)
+               for n in ("jax", "torch") for d in dtypes]
+    return params
+
+
+@pytest.fixture(params=_params(("float32", "float64")))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Every backend x dtype (x CUDA where present)."""
+    return make_backend(*request.param[:2], device=request.param[2])
+
+
+@pytest.fixture(params=_params(("float64",)))
+def backend64(request: pytest.FixtureRequest) -> Backend:
+    """Every backend in float64: for comparisons at ~1e-10."""
+    return make_backend(*request.param[:2], device=request.param[2])
+
+
+@pytest.fixture(params=_params(("float32",)))
+def backend32(request: pytest.FixtureRequest) -> Backend:
+    """Every backend in float32: for comparisons at ~1e-5."""
+    return make_backend(*request.param[:2], device=request.param[2])
+
+
+def tolerance(be: Backend) -> float:
+    """Relative tolerance for comparing a backend's result to a float64 NumPy reference.
+
+    float64 results agree to rounding (1e-10 leaves room for different summation orders);
+    float32 results carry ~6e-8 relative rounding per op, so 1e-5 covers short op chains.
+    """
+    return 1e-10 if be.dtype == "float64" else 1e-5
