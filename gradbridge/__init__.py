@@ -1,4 +1,4 @@
-"""gradbridge: arrays, gradients, gradient descent and Bayes written once, run on NumPy, JAX or PyTorch.
+"""gradbridge: the math of machine learning written once, run on NumPy, JAX or PyTorch.
 
     >>> import gradbridge as gb
     >>> be = gb.get_backend("numpy", dtype="float64")
@@ -23,6 +23,7 @@ from gradbridge.core.backend import (
     DeviceNotAvailable,
     GradbridgeError,
     InvalidArgument,
+    NotDifferentiable,
     TrainingDiverged,
 )
 from gradbridge.core.registry import list_backends, register_backend, unregister_backend
@@ -57,7 +58,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
-    "GradbridgeError", "History", "InvalidArgument", "Selection", "TrainingDiverged",
+    "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
+    "TrainingDiverged",
     "data", "fit", "get_backend", "list_backends", "losses", "models", "optim", "probability",
     "register_backend", "resolve", "tree", "unregister_backend", "use_backend",
 ]

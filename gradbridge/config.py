@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from gradbridge.core.backend import (
@@ -35,8 +36,9 @@ FIELDS = ("backend", "device", "dtype")
 DEFAULTS: dict[str, str] = {"backend": "numpy", "device": "cpu", "dtype": "float32"}
 ENV_VARS: dict[str, str] = {f: f"GRADBRIDGE_{f.upper()}" for f in FIELDS}
 
+_NO_CHOICE: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "gradbridge_selection", default={}
+    "gradbridge_selection", default=_NO_CHOICE
 )
 _instances: dict[tuple[str, str, str], Backend] = {}
 
@@ -63,7 +65,7 @@ def _validate(field: str, value: str) -> str:
 
 
 def _read_config_file(directory: Path) -> tuple[dict[str, str], str | None]:
-    """Settings from gradbridge.toml, else pyproject's [tool.gradbridge]; unknown keys are errors."""
+    """Settings from gradbridge.toml, else pyproject's [tool.gradbridge]; unknown keys fail."""
     own, pyproject = directory / "gradbridge.toml", directory / "pyproject.toml"
     if own.is_file():
         path, table = own, _load_toml(own)
@@ -137,11 +139,15 @@ def use_backend(name: str | None = None, *, device: str | None = None,
 
     Only the parts given are overridden, so ``use_backend(dtype="float64")`` inside
     ``use_backend("jax")`` means JAX in float64. The choice is per thread and per async task.
+    The block also runs inside the backend's ``scope()``, so plain framework code written in
+    it (operators on JAX float64 arrays, say) keeps the backend's precision.
     """
     given = {"backend": name, "device": device, "dtype": dtype}
     merged = {**_context.get(), **{k: _validate(k, v) for k, v in given.items() if v is not None}}
     token = _context.set(merged)
     try:
-        yield get_backend()
+        backend = get_backend()
+        with backend.scope():
+            yield backend
     finally:
         _context.reset(token)

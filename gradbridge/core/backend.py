@@ -8,6 +8,7 @@ same for every framework (device and dtype resolution, ``dot``'s shape rules, ``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
@@ -40,6 +41,11 @@ class BackendNotInstalled(GradbridgeError, ImportError):
 
 class DeviceNotAvailable(GradbridgeError):
     """A device that this backend cannot reach here; the message lists the devices that exist."""
+
+
+class NotDifferentiable(GradbridgeError, TypeError):
+    """An operation inside ``grad`` that the backend cannot differentiate (NumPy's own autodiff
+    knows the protocol's operations only, to first order)."""
 
 
 class InvalidArgument(GradbridgeError, ValueError):
@@ -88,7 +94,7 @@ def normalize_device(device: str) -> str:
 
 
 def resolve_device(requested: str, available: Sequence[str], backend: str) -> str:
-    """Pick the device to run on; 'auto' prefers a GPU, anything absent raises DeviceNotAvailable."""
+    """Pick the device to run on; 'auto' prefers a GPU; an absent one is DeviceNotAvailable."""
     device = normalize_device(requested)
     if device == "auto":
         return next((d for d in available if d.startswith("cuda")), "cpu")
@@ -121,7 +127,7 @@ class Capabilities:
 class Backend(Protocol):
     """The operations gradbridge's core is written against. Names are fixed: add, never rename."""
 
-    name: str
+    name: ClassVar[str]
     device: str
     dtype: str
 
@@ -188,6 +194,10 @@ class Backend(Protocol):
         """Run ``carry, y = step(carry)`` ``length`` times; return the carry and the stacked ys."""
     def synchronize(self) -> None:
         """Block until queued device work is done, so that clocks read honest times."""
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """A block in which the framework's own code (operators included) keeps this backend's
+        precision; only JAX in float64 needs one (``jax.enable_x64``), elsewhere it does nothing.
+        ``use_backend`` enters it for its block."""
 
 
 # ----------------------------------------------------------------- shared behaviour
@@ -196,6 +206,8 @@ class Backend(Protocol):
 def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``fn`` to the leaves of (nested) dicts, lists and tuples, keeping their structure."""
     if isinstance(tree, dict):
+        if not rest:
+            return {key: tree_map(fn, value) for key, value in tree.items()}
         return {key: tree_map(fn, tree[key], *(r[key] for r in rest)) for key in tree}
     if isinstance(tree, list | tuple):
         mapped = [tree_map(fn, item, *(r[i] for r in rest)) for i, item in enumerate(tree)]
@@ -208,8 +220,9 @@ def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
 def check_argnums(argnums: Argnums, n_args: int) -> tuple[int, ...]:
     """Validate ``argnums`` against the call's positional arguments; return them as a tuple."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not nums or any(not 0 <= n < n_args for n in nums):
-        raise invalid("argnums", argnums, f"indices of the {n_args} positional arguments")
+    if not nums or len(set(nums)) != len(nums) or any(not 0 <= n < n_args for n in nums):
+        raise invalid("argnums", argnums,
+                      f"distinct indices of the {n_args} positional arguments")
     return nums
 
 
@@ -232,6 +245,7 @@ class BackendBase:
 
     name: ClassVar[str] = "base"
     has_jit: ClassVar[bool] = False
+    notes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         self.dtype = normalize_dtype(dtype)
@@ -250,7 +264,7 @@ class BackendBase:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(devices=tuple(self.available_devices()), has_jit=self.has_jit,
-                            version=self.framework_version())
+                            version=self.framework_version(), notes=self.notes)
 
     def __repr__(self) -> str:
         return f"<gradbridge {self.name} backend device={self.device!r} dtype={self.dtype!r}>"
@@ -258,23 +272,27 @@ class BackendBase:
     # Every backend spells these the same way in terms of its own primitives.
 
     def dot(self, x1: Array, x2: Array) -> Array:
+        be: Any = self  # the subclass supplies the primitives
         s1, s2 = tuple(x1.shape), tuple(x2.shape)
         if len(s2) != 1 or len(s1) not in (1, 2) or s1[-1] != s2[0]:
             raise InvalidArgument(
                 f"dot needs a 1-D or 2-D first argument whose last axis matches a 1-D second "
                 f"argument; got shapes {s1} and {s2}"
             )
-        return self.matmul(x1, x2)
+        return be.matmul(x1, x2)
 
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
-        shift = self.max(x, axis=axis, keepdims=True)
-        total = self.log(self.sum(self.exp(x - shift), axis=axis, keepdims=True)) + shift
+        be: Any = self
+        shift = be.max(x, axis=axis, keepdims=True)
+        total = be.add(be.log(be.sum(be.exp(be.subtract(x, shift)), axis=axis, keepdims=True)),
+                       shift)
         if keepdims:
             return total
-        return self.reshape(total, _reduced_shape(tuple(x.shape), axis))
+        return be.reshape(total, _reduced_shape(tuple(x.shape), axis))
 
     def grad(self, fn: Callable[..., Array], argnums: Argnums = 0) -> Callable[..., Any]:
-        value_and_grad = self.value_and_grad(fn, argnums)  # type: ignore[attr-defined]
+        be: Any = self
+        value_and_grad = be.value_and_grad(fn, argnums)
 
         def gradient(*args: Any, **kwargs: Any) -> Any:
             return value_and_grad(*args, **kwargs)[1]
@@ -292,10 +310,14 @@ class BackendBase:
             outputs.append(y)
         if not outputs or outputs[0] is None:
             return carry, None
-        return carry, tree_map(lambda *ys: self.stack(ys), outputs[0], *outputs[1:])  # type: ignore[attr-defined]
+        be: Any = self
+        return carry, tree_map(lambda *ys: be.stack(ys), outputs[0], *outputs[1:])
 
     def synchronize(self) -> None:
         return None
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
 
 
 def _reduced_shape(shape: Shape, axis: Axis) -> Shape:

@@ -69,7 +69,7 @@ def register_backend(name: str, target: str | type, *, requires: str = "",
     if isinstance(target, type):
         _loaded[name] = target
         target = f"{target.__module__}:{target.__qualname__}"
-    _runtime[name] = BackendSpec(name, target, requires or target.split(".")[0],
+    _runtime[name] = BackendSpec(name, target, requires or _top_package(target),
                                  install or "(registered at run time)", "run-time")
 
 
@@ -79,11 +79,16 @@ def unregister_backend(name: str) -> None:
     _loaded.pop(name, None)
 
 
+def _top_package(target: str) -> str:
+    """The importable top-level package of a 'package.module:Class' target."""
+    return target.partition(":")[0].split(".")[0]
+
+
 def _plugin_specs() -> dict[str, BackendSpec]:
     specs = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
-        specs[ep.name] = BackendSpec(ep.name, ep.value, ep.value.split(".")[0],
+        dist = ep.dist.name if ep.dist is not None else _top_package(ep.value)
+        specs[ep.name] = BackendSpec(ep.name, ep.value, _top_package(ep.value),
                                      f"pip install {dist}", f"plugin ({dist})")
     return specs
 
@@ -131,7 +136,7 @@ def describe(name: str) -> BackendInfo:
     spec = spec_for(name)
     installed = importlib.util.find_spec(spec.requires) is not None
     try:
-        cls = load_backend_class(name)
+        cls: Any = load_backend_class(name)
         return BackendInfo(spec.name, True, True, cls.framework_version(),
                            tuple(cls.available_devices()), None, spec.install, spec.source,
                            tuple(getattr(cls, "notes", ())))

@@ -1,0 +1,116 @@
+"""The NumPy backend: NumPy's own functions, plus a small reverse-mode autodiff of our own.
+
+Where NumPy's signature is the Array API's, the method *is* the NumPy function, so plain arrays
+pay nothing for going through the backend. Inside ``value_and_grad`` the same calls reach
+:mod:`.autodiff`'s primitives, because traced values answer NumPy's dispatch protocols.
+Results are NumPy arrays, or NumPy scalars where NumPy returns those (0-D results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gradbridge.backends.numpy import autodiff
+from gradbridge.backends.numpy.autodiff import Tracer
+from gradbridge.core.backend import Argnums, Array, Axis, BackendBase, Shape
+
+__all__ = ["NumpyBackend"]
+
+
+class NumpyBackend(BackendBase):
+    """NumPy on the CPU; ``value_and_grad`` by :mod:`gradbridge.backends.numpy.autodiff`."""
+
+    name: ClassVar[str] = "numpy"
+    notes: ClassVar[tuple[str, ...]] = (
+        "gradients by gradbridge's own reverse-mode autodiff (first order)",
+        "no compiler: jit(fn) returns fn",
+    )
+
+    def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
+        super().__init__(device, dtype)
+        self.float_dtype = np.dtype(self.dtype)
+
+    @classmethod
+    def framework_version(cls) -> str:
+        return np.__version__
+
+    # creation and conversion
+
+    def asarray(self, obj: Any) -> Array:
+        """An array of ``obj``; floating input takes the backend's dtype, others keep theirs."""
+        if isinstance(obj, Tracer):
+            return obj
+        x = np.asarray(obj)
+        if x.dtype.kind == "f" and x.dtype != self.float_dtype:
+            return x.astype(self.float_dtype)
+        return x
+
+    def to_numpy(self, x: Array) -> Any:
+        return np.array(autodiff.value(x))
+
+    def zeros(self, shape: int | Shape) -> Array:
+        return np.zeros(shape, dtype=self.float_dtype)
+
+    def ones(self, shape: int | Shape) -> Array:
+        return np.ones(shape, dtype=self.float_dtype)
+
+    def full(self, shape: int | Shape, fill_value: float) -> Array:
+        return np.full(shape, fill_value, dtype=self.float_dtype)
+
+    # elementwise arithmetic, linear algebra and shape: NumPy's signatures are the Array API's
+
+    add = staticmethod(np.add)
+    subtract = staticmethod(np.subtract)
+    multiply = staticmethod(np.multiply)
+    divide = staticmethod(np.divide)
+    negative = staticmethod(np.negative)
+    pow = staticmethod(np.power)
+    abs = staticmethod(np.abs)
+    sqrt = staticmethod(np.sqrt)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
+    tanh = staticmethod(np.tanh)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    matmul = staticmethod(np.matmul)
+    expand_dims = staticmethod(np.expand_dims)
+    concat = staticmethod(np.concatenate)
+    stack = staticmethod(np.stack)
+
+    # where NumPy differs: keyword-only keepdims, None bounds, a fused logsumexp; reshape's
+    # overloaded stubs do not match the protocol's signature for type checkers
+
+    def reshape(self, x: Array, shape: int | Shape) -> Array:
+        return np.reshape(x, shape)
+
+    def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
+        return x if min is None and max is None else np.clip(x, min, max)
+
+    def matrix_transpose(self, x: Array) -> Array:
+        return np.swapaxes(x, -1, -2)
+
+    def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        return np.mean(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        return np.min(x, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+        return autodiff.logsumexp(x, axis, keepdims)
+
+    # autodiff
+
+    def value_and_grad(self, fn: Callable[..., Array],
+                       argnums: Argnums = 0) -> Callable[..., tuple[Array, Any]]:
+        return autodiff.value_and_grad(fn, argnums, self.dtype)

@@ -1,0 +1,165 @@
+"""``gradbridge compare``: every experiment on every backend, device and dtype; results and report.
+
+The grid runs in :mod:`gradbridge.experiments.runner`; this module parses the command line,
+shows progress, writes the report and plots, prints the summary and turns ``--check`` into the
+exit status. ``gradbridge run CONFIG.toml`` reuses :func:`execute` with a grid read from a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradbridge.experiments.runner import Grid
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "compare", help="run the experiments on every backend, device and dtype and compare them",
+        description="Run the tutorial's experiments, an MLP gradient check and a timing sweep on "
+                    "each backend x device x dtype; compare each run with a float64 NumPy "
+                    "reference; write results.json, results.csv, report.md, manifest.json and "
+                    "plots into --out.")
+    grid = parser.add_argument_group("grid (defaults: every known backend, cpu, both dtypes, "
+                                     "every experiment)")
+    grid.add_argument("--backends", metavar="LIST",
+                      help="comma-separated backend names, e.g. numpy,jax,torch")
+    grid.add_argument("--devices", metavar="LIST", help="comma-separated devices: cpu, cuda, "
+                      "cuda:N (default cpu)")
+    grid.add_argument("--dtypes", metavar="LIST", help="float32, float64 or both (default both)")
+    grid.add_argument("--experiments", metavar="LIST",
+                      help="linalg, regression, bayes, mlp_gradients, timing (default all)")
+    sizes = parser.add_argument_group("sizes")
+    sizes.add_argument("--epochs", type=int, metavar="N",
+                       help="epochs of the regression experiment (default 50)")
+    sizes.add_argument("--sizes", metavar="LIST",
+                       help="data sizes N of the timing sweep, e.g. 100,1e4 (default 1e2..1e6)")
+    sizes.add_argument("--repeats", type=int, metavar="R",
+                       help="timed repeats per size; the median is reported (default 3)")
+    sizes.add_argument("--quick", action="store_true",
+                       help="a short timing sweep: N = 1e2, 1e3, 1e4 and one repeat")
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Options that ``compare`` and ``run`` share: where results go and how to finish."""
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR",
+                     help="output directory (default results/<timestamp>/)")
+    out.add_argument("--resume", action="store_true",
+                     help="finish the grid in --out (default: the newest results/ directory) "
+                          "without redoing finished runs; runs that ended in an error are redone")
+    out.add_argument("--check", action="store_true",
+                     help="exit 1 if any run differs from the reference beyond tolerance or fails")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bars and no summary table (also no bars when stdout is "
+                          "not a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradbridge.experiments.runner import grid_from_options
+
+    grid = grid_from_options(
+        backends=_split(args.backends), devices=_split(args.devices), dtypes=_split(args.dtypes),
+        experiments=_split(args.experiments), epochs=args.epochs,
+        sizes=_split(args.sizes), repeats=args.repeats, quick=args.quick)
+    chosen = args.quick or any(
+        v is not None for v in (args.backends, args.devices, args.dtypes, args.experiments,
+                                args.epochs, args.sizes, args.repeats))
+    # --resume alone finishes the stored grid; with grid options they must match it
+    return execute(grid if chosen or not args.resume else None, out=args.out,
+                   resume=args.resume, check=args.check, quiet=args.quiet)
+
+
+def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
+            quiet: bool) -> int:
+    """Run (or finish) a grid into ``out``, write report and plots, print a summary.
+
+    ``grid`` may be None only with ``resume``: then the grid stored in ``out`` is finished.
+    Returns 1 when ``check`` is set and a run disagreed or failed, else 0.
+    """
+    from gradbridge.experiments import report, runner
+
+    directory = runner.output_directory(out, resume=resume)
+    grid = runner.prepare(directory, grid, resume=resume, argv=sys.argv)
+    show_progress = not quiet and sys.stdout.isatty()
+    try:
+        results = (_run_with_progress(grid, directory) if show_progress
+                   else runner.run_grid(grid, directory))
+    except KeyboardInterrupt:
+        print(f"finished runs are saved in {directory}; complete the grid with: "
+              f"gradbridge compare --resume --out {directory}", file=sys.stderr)
+        raise
+    if show_progress:
+        from rich.console import Console
+
+        with Console().status("writing the report and plots"):
+            written = report.finish(results, directory)
+    else:
+        written = report.finish(results, directory)
+    if not quiet:
+        _print_summary(results, directory, written)
+    failures = report.failures(results)
+    if check and failures:
+        print("check failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from gradbridge.experiments import runner
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("starting", total=len(runner.cells(grid)))
+
+        def on_event(event: runner.Event) -> None:
+            if event.kind == "start":
+                progress.update(task, description=f"running {event.cell.label}")
+            else:
+                progress.update(task, advance=1,
+                                description=f"{event.cell.label}: {event.status}")
+
+        results = runner.run_grid(grid, directory, on_event=on_event)
+        progress.update(task, description="done")
+    return results
+
+
+def _print_summary(results: dict[str, Any], directory: Path, written: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gradbridge.experiments import report
+
+    console = Console(width=None if sys.stdout.isatty() else 120)  # files and pipes: wide
+    table = Table(title="gradbridge compare: agreement with the float64 NumPy reference")
+    header, rows = report.summary_rows(results)
+    for column in header:
+        table.add_column(column, no_wrap=column in ("experiment", "time"))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"report: {directory / 'report.md'}")
+    plots = [p.name for p in written if p.suffix == ".png"]
+    if plots:
+        console.print(f"plots: {', '.join(plots)} in {directory}")
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]

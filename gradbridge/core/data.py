@@ -1,0 +1,190 @@
+"""Host-side data: seeded generation, CSV loading and validation, all in NumPy float64.
+
+Data and mini-batch orders are made on the host by a seeded ``numpy.random.Generator`` and only
+then moved to a backend, so every backend trains on exactly the same numbers and batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradbridge.core.backend import InvalidArgument, invalid
+
+# ------------------------------------------------------------------------ generation
+
+
+def make_linear(n: int, w: Sequence[float], b: float, *, noise: float = 0.5,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` of shape (n, len(w)) from a standard normal and ``y = x @ w + b + noise * N(0, 1)``."""
+    rng = np.random.default_rng(check_seed(seed))
+    x = rng.standard_normal((check_count("n", n), len(w)))
+    y = x @ np.asarray(w, dtype=np.float64) + b + noise * rng.standard_normal(n)
+    return x, y
+
+
+def make_binary(n: int, w: Sequence[float], b: float, *,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic-regression data: ``x`` standard normal, labels 0.0/1.0 drawn with
+    P(1) = sigmoid(x @ w + b)."""
+    rng = np.random.default_rng(check_seed(seed))
+    x = rng.standard_normal((check_count("n", n), len(w)))
+    p = 1.0 / (1.0 + np.exp(-(x @ np.asarray(w, dtype=np.float64) + b)))
+    return x, (rng.random(n) < p).astype(np.float64)
+
+
+def one_hot(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows of the identity: the targets softmax cross-entropy expects, shape (n, num_classes)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise InvalidArgument(f"one_hot needs a 1-D array of integer labels, got {labels.dtype} "
+                              f"with shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise invalid("labels", f"values in [{labels.min()}, {labels.max()}]",
+                      f"integers from 0 to {num_classes - 1}")
+    return np.eye(num_classes, dtype=np.float64)[labels]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one mini-batch epoch: a permutation from ``default_rng([seed, epoch])``.
+
+    Each epoch's order depends only on (seed, epoch), so every backend sees the same batches and
+    any epoch can be replayed without replaying the ones before it.
+    """
+    return np.random.default_rng([check_seed(seed), epoch]).permutation(n)
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def check_seed(seed: int) -> int:
+    """Seeds are non-negative integers (what ``numpy.random.default_rng`` accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise invalid("seed", seed, "a non-negative integer")
+    return int(seed)
+
+
+def check_count(argument: str, value: int, minimum: int = 1) -> int:
+    """An integer count such as n or epochs, at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise invalid(argument, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def check_batch_size(batch_size: int | None, n: int) -> int | None:
+    """``None`` (the full batch) or an integer from 1 to the number of samples."""
+    if batch_size is None:
+        return None
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer)
+            or not 1 <= batch_size <= n):
+        raise invalid("batch_size", batch_size,
+                      f"an integer from 1 to {n} (the number of samples), or None for all")
+    return int(batch_size)
+
+
+def as_float_array(name: str, values: Any) -> np.ndarray:
+    """``values`` as a float64 host array with at least one row and only finite numbers."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{name} must be numbers in a rectangular array: {exc}") from exc
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise InvalidArgument(f"{name} is empty (shape {array.shape}); give at least one sample")
+    bad = np.argwhere(~np.isfinite(array))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise InvalidArgument(
+            f"{name} contains {array[where]} at index {where[0] if len(where) == 1 else where} "
+            f"({len(bad)} non-finite value(s) in all); remove or impute NaN and inf first"
+        )
+    return array
+
+
+def check_xy(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Features and targets as finite float64 arrays with the same number of samples."""
+    x_array, y_array = as_float_array("x", x), as_float_array("y", y)
+    if x_array.shape[0] != y_array.shape[0]:
+        raise InvalidArgument(
+            f"x and y need the same number of samples (first axis): x has shape "
+            f"{x_array.shape}, y has shape {y_array.shape}"
+        )
+    return x_array, y_array
+
+
+# ------------------------------------------------------------------------ CSV
+
+
+def load_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, d) and target (n,) from a CSV whose last column is the target.
+
+    A first row made only of non-numbers is a header and is skipped; blank lines are ignored.
+    Ragged rows, text in a numeric column, NaN/inf and files without data each raise
+    InvalidArgument naming the line (and column).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{path} is not a UTF-8 text file: {exc}") from exc
+
+    reader = csv.reader(text.splitlines())
+    names: list[str] | None = None
+    rows: list[list[float]] = []
+    for fields in reader:
+        fields = [field.strip() for field in fields]
+        if not any(fields):
+            continue
+        if names is None:
+            if len(fields) < 2:
+                raise InvalidArgument(
+                    f"{path}, line {reader.line_num}: found 1 column; a CSV for training needs "
+                    "at least one feature column and the target as the last column"
+                )
+            is_header = not any(map(_is_number, fields))
+            names = fields if is_header else [""] * len(fields)
+            if is_header:
+                continue
+        rows.append(_parse_row(path, reader.line_num, fields, names))
+    if not rows:
+        raise InvalidArgument(f"{path} has no data rows; expected numeric rows such as 'x,y'")
+    table = np.asarray(rows, dtype=np.float64)
+    return table[:, :-1], table[:, -1]
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_row(path: Path, line: int, fields: list[str], names: list[str]) -> list[float]:
+    if len(fields) != len(names):
+        raise InvalidArgument(
+            f"{path}, line {line}: found {len(fields)} column(s), expected {len(names)} "
+            "like the first row; every row needs the same number of columns"
+        )
+    values = []
+    for i, (field, name) in enumerate(zip(fields, names, strict=True)):
+        column = f"column {i + 1}" + (f" ({name})" if name else "")
+        try:
+            value = float(field)
+        except ValueError:
+            raise InvalidArgument(
+                f"{path}, line {line}, {column}: {field!r} is not a number"
+            ) from None
+        if not math.isfinite(value):
+            raise InvalidArgument(
+                f"{path}, line {line}, {column}: {field!r} is not a finite number; "
+                "remove or impute NaN and inf first"
+            )
+        values.append(value)
+    return values

@@ -1,0 +1,283 @@
+"""What only the JAX backend does: scoped float64, direct binding, ties, devices, lax.scan.
+
+The op-by-op comparison with NumPy lives in test_conformance.py; here are the behaviours that
+follow from how JAX works. References are NumPy in float64, closed-form derivatives, or the
+float64 facts that float32 cannot represent (1 + 1e-10 != 1).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+from gradbridge.backends.jax import X64_SCOPED, JaxBackend  # noqa: E402
+from gradbridge.core.backend import DeviceNotAvailable, InvalidArgument  # noqa: E402
+
+
+def _has_gpu() -> bool:
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+needs_gpu = pytest.mark.skipif(not _has_gpu(), reason="no GPU visible to JAX")
+
+
+@pytest.fixture(scope="module")
+def be32() -> JaxBackend:
+    return JaxBackend(dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def be64() -> JaxBackend:
+    return JaxBackend(dtype="float64")
+
+
+# ------------------------------------------------------------------------- float64 scoping
+
+
+def test_float64_backend_leaves_the_global_x64_flag_alone(be64: JaxBackend) -> None:
+    before = jax.config.jax_enable_x64
+    x = be64.asarray([1.0, 2.0, 3.0])
+    be64.add(x, x)
+    be64.value_and_grad(lambda v: be64.sum(v * v))(x)
+    be64.jit(lambda v: be64.mean(v))(x)
+    be64.scan(lambda c: (c * 2.0, c), be64.asarray(1.0), 3)
+    assert jax.config.jax_enable_x64 == before
+    assert jnp.ones(3).dtype == jnp.float32  # the user's plain JAX code still defaults to 32 bits
+
+
+def test_float64_results_have_float64_precision(be64: JaxBackend) -> None:
+    # 1e-10 is below float32's resolution at 1 (~6e-8), so a truncated computation returns 0.
+    one, tiny = be64.asarray(1.0), be64.asarray(1e-10)
+    assert float(be64.subtract(be64.add(one, tiny), one)) == pytest.approx(1e-10, rel=1e-6)
+
+
+def test_float64_transforms_compute_in_float64_when_called_later(be64: JaxBackend) -> None:
+    """grad/jit build their functions now but trace them at the call: the call is scoped too."""
+    x = be64.asarray([1.0 + 1e-10, 2.0])
+    gradient = be64.grad(lambda v: be64.sum(v * v * v))
+    compiled = be64.jit(lambda v: v * 3.0 - 3.0)
+    g, y = gradient(x), compiled(x)
+    assert g.dtype == jnp.float64 and y.dtype == jnp.float64
+    # d/dv sum(v^3) = 3 v^2: closed form in float64, equal to rounding (1e-14 relative).
+    np.testing.assert_allclose(np.asarray(g), 3 * np.array([1.0 + 1e-10, 2.0]) ** 2, rtol=1e-14)
+    assert float(y[0]) == pytest.approx(3e-10, rel=1e-5)  # lost entirely in float32
+
+
+def test_float64_scan_runs_in_float64(be64: JaxBackend) -> None:
+    carry, ys = be64.scan(lambda c: (c + 1e-10, c), be64.asarray(1.0), 4)
+    assert carry.dtype == jnp.float64 and ys.dtype == jnp.float64
+    assert float(carry) - 1.0 == pytest.approx(4e-10, rel=1e-5)
+
+
+def test_scope_lets_plain_operators_compute_in_float64(be64: JaxBackend) -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    with be64.scope():
+        got = be64.asarray(a) @ be64.asarray(b) * 2.0
+    assert got.dtype == jnp.float64
+    np.testing.assert_allclose(be64.to_numpy(got), a @ b * 2.0, rtol=1e-12)  # float64 rounding
+    assert jnp.ones(1).dtype == jnp.float32  # the scope ended with the block
+
+
+def test_x64_scope_does_not_leak_into_other_threads(be64: JaxBackend) -> None:
+    seen: dict[str, Any] = {}
+    started, finish = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        started.wait()
+        seen["dtype"] = jnp.ones(1).dtype
+        finish.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with be64.scope():
+        started.set()
+        finish.wait(timeout=30)
+    worker.join()
+    assert seen["dtype"] == jnp.float32
+
+
+def test_float32_ops_are_the_jax_functions_themselves(be32: JaxBackend) -> None:
+    """No wrapper between the user and jnp: be.add costs what jnp.add costs."""
+    assert be32.add is jnp.add and be32.multiply is jnp.multiply and be32.where is jnp.where
+    assert inspect.unwrap(be32.jit(_square)) is _square  # jax.jit's wrapper, no other
+
+
+def test_float64_wraps_each_scoped_method_once(be64: JaxBackend) -> None:
+    assert set(X64_SCOPED) <= set(vars(be64))  # instance attributes shadowing the class ones
+    assert be64.add is not jnp.add and inspect.unwrap(be64.add) is jnp.add
+
+
+def _square(v: Any) -> Any:
+    return v * v
+
+
+# -------------------------------------------------------------------------- subgradients
+
+
+@pytest.mark.parametrize(("op", "expected_first"), [("maximum", [1.0, 0.0, 1.0]),
+                                                     ("minimum", [1.0, 1.0, 0.0])])
+def test_ties_send_the_whole_gradient_to_the_first_argument(be32: JaxBackend, op: str,
+                                                            expected_first: list[float]) -> None:
+    # a = [1, 2, 3] against b = [1, 3, 2]: a tie, b larger, a larger. Closed form: the
+    # derivative of the selected element is 1, of the other 0, and a tie selects a.
+    a, b = be32.asarray([1.0, 2.0, 3.0]), be32.asarray([1.0, 3.0, 2.0])
+    ga, gb_ = be32.grad(lambda u, v: be32.sum(getattr(be32, op)(u, v)), argnums=(0, 1))(a, b)
+    np.testing.assert_array_equal(np.asarray(ga), expected_first)
+    np.testing.assert_array_equal(np.asarray(gb_), 1.0 - np.asarray(expected_first))
+    # jnp's own function would split the tie 0.5/0.5: the reason for the rule above.
+    assert float(jax.grad(lambda u: jnp.sum(getattr(jnp, op)(u, b)))(a)[0]) == 0.5
+
+
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_maximum_minimum_propagate_nan_like_numpy(be32: JaxBackend, op: str) -> None:
+    a = np.array([np.nan, 1.0, np.nan, 2.0])
+    b = np.array([1.0, np.nan, np.nan, 1.0])
+    got = be32.to_numpy(getattr(be32, op)(be32.asarray(a), be32.asarray(b)))
+    np.testing.assert_array_equal(got, getattr(np, op)(a, b).astype(np.float32))
+
+
+def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: JaxBackend) -> None:
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.asarray(x))
+    np.testing.assert_array_equal(np.asarray(g), ((x >= 0.0) & (x <= 1.0)).astype(np.float32))
+    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, max=1.0)))(be32.asarray(x))
+    np.testing.assert_array_equal(np.asarray(one_sided), (x <= 1.0).astype(np.float32))
+
+
+def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
+    """Documented, not forced: JAX gives each of k tied maxima 1/k."""
+    g = be32.grad(lambda v: be32.max(v))(be32.asarray([1.0, 3.0, 3.0, 2.0]))
+    np.testing.assert_array_equal(np.asarray(g), [0.0, 0.5, 0.5, 0.0])
+
+
+def test_abs_derivative_at_zero_is_jaxs_own(be32: JaxBackend) -> None:
+    """Documented, not forced: jnp.abs is bound directly and its derivative at 0 is 1."""
+    assert float(be32.grad(lambda v: be32.sum(be32.abs(v)))(be32.asarray([0.0]))[0]) == 1.0
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def test_available_devices_without_a_gpu_is_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_devices = jax.devices
+
+    def no_gpu(backend: str | None = None) -> Any:
+        if backend == "gpu":  # what JAX does when no GPU platform exists
+            raise RuntimeError("Unknown backend: 'gpu' requested")
+        return real_devices(backend)
+
+    monkeypatch.setattr(jax, "devices", no_gpu)
+    assert JaxBackend.available_devices() == ["cpu"]
+    with pytest.raises(DeviceNotAvailable, match="devices that exist: cpu"):
+        JaxBackend(device="cuda")
+
+
+def test_cuda_devices_resolve_to_jax_gpu_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_gpus = ["gpu-device-0", "gpu-device-1"]
+    real_devices = jax.devices
+    monkeypatch.setattr(jax, "devices",
+                        lambda kind=None: fake_gpus if kind == "gpu" else real_devices(kind))
+    assert JaxBackend.available_devices() == ["cpu", "cuda:0", "cuda:1"]
+    assert JaxBackend(device="cuda:1")._device == "gpu-device-1"
+    assert JaxBackend(device="gpu")._device == "gpu-device-0"  # 'gpu' and 'cuda' mean cuda:0
+    assert JaxBackend(device="auto").device == "cuda:0"
+    with pytest.raises(DeviceNotAvailable, match="cuda:0, cuda:1"):
+        JaxBackend(device="cuda:2")
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the CPU-only error")
+def test_cuda_on_a_cpu_only_machine_names_the_devices_that_exist() -> None:
+    with pytest.raises(DeviceNotAvailable, match="devices that exist: cpu"):
+        JaxBackend(device="cuda")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_round_trip(dtype: str) -> None:
+    be = JaxBackend(device="cuda:0", dtype=dtype)
+    host = np.random.default_rng(1).standard_normal((5, 3))
+    x = be.asarray(host)
+    assert x.devices() == {jax.devices("gpu")[0]}
+    y = be.jit(lambda v: be.sum(v * v, axis=0))(x)
+    assert y.devices() == {jax.devices("gpu")[0]}
+    tol = 1e-10 if dtype == "float64" else 1e-5  # conftest's tolerances: rounding of each dtype
+    np.testing.assert_allclose(be.to_numpy(y), (host.astype(dtype) ** 2).sum(axis=0), rtol=tol)
+
+
+# ------------------------------------------------------------- conversion, autodiff, scan
+
+
+def test_asarray_commits_to_the_device_and_keeps_integers(be32: JaxBackend) -> None:
+    x = be32.asarray(np.array([0.1, 0.2]))  # float64 host data -> float32
+    assert x.dtype == jnp.float32 and x.committed
+    assert be32.asarray(np.arange(3)).dtype == jnp.int32  # JAX's 32-bit integers under float32
+    assert be32.asarray([True, False]).dtype == jnp.bool_
+    assert JaxBackend(dtype="float64").asarray(np.arange(3)).dtype == jnp.int64
+
+
+def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
+    x = be32.asarray([1.0, 2.0])
+    out = be32.to_numpy(x)
+    out[0] = 5.0  # JAX hands out read-only views; ours can be written without touching x
+    assert float(x[0]) == 1.0
+
+
+def test_reductions_take_keepdims_by_position(be32: JaxBackend) -> None:
+    """jnp.sum's third parameter is dtype: ours is keepdims, as in the protocol."""
+    x = np.arange(6.0).reshape(2, 3)
+    got = be32.sum(be32.asarray(x), 1, True)
+    np.testing.assert_array_equal(be32.to_numpy(got), x.sum(axis=1, keepdims=True))
+
+
+def test_value_and_grad_inside_jit(be32: JaxBackend) -> None:
+    x = np.array([0.5, -1.0, 2.0])
+    step = be32.jit(be32.value_and_grad(lambda v, c: c * be32.sum(v * v), argnums=(0, 1)))
+    value, (gv, gc) = step(be32.asarray(x), be32.asarray(3.0))
+    # closed forms: f = c |v|^2, df/dv = 2 c v, df/dc = |v|^2; float32 rounding, 1e-6
+    np.testing.assert_allclose(float(value), 3 * np.sum(x**2), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gv), 6 * x, rtol=1e-6)
+    np.testing.assert_allclose(float(gc), np.sum(x**2), rtol=1e-6)
+
+
+def test_value_and_grad_checks_output_and_argnums(be32: JaxBackend) -> None:
+    x = be32.asarray([1.0, 2.0])
+    with pytest.raises(InvalidArgument, match=r"shape \(2,\)"):
+        be32.value_and_grad(lambda v: v * 2.0)(x)
+    with pytest.raises(InvalidArgument, match="argnums"):
+        be32.value_and_grad(lambda v: be32.sum(v), argnums=1)(x)
+    value, _ = be32.value_and_grad(lambda v: be32.reshape(be32.sum(v), (1,)))(x)
+    assert value.shape == ()  # a (1,) output is accepted and returned as a 0-D value
+
+
+def test_scan_converts_a_host_float64_carry(be32: JaxBackend) -> None:
+    """lax.scan needs fixed carry dtypes: float64 host input meets float32 step outputs."""
+    start = {"x": np.float64(1.0), "n": 0}
+    carry, ys = be32.scan(lambda c: ({"x": c["x"] * 0.5, "n": c["n"] + 1}, None), start, 3)
+    assert ys is None
+    assert carry["x"].dtype == jnp.float32 and float(carry["x"]) == 0.125  # 2^-3, exact
+    assert int(carry["n"]) == 3
+
+
+def test_capabilities(be32: JaxBackend) -> None:
+    caps = be32.capabilities
+    assert caps.has_jit and caps.supports_float64
+    assert caps.version == jax.__version__ and caps.devices[0] == "cpu"
+    assert any("enable_x64" in note for note in caps.notes)
+
+
+def test_synchronize_returns_after_dispatched_work(be32: JaxBackend) -> None:
+    result = be32.jit(lambda v: v + 1.0)(be32.ones(3))
+    be32.synchronize()  # jax.effects_barrier(): returns once dispatched side effects are done
+    np.testing.assert_array_equal(be32.to_numpy(result), 2.0)

@@ -1,0 +1,287 @@
+"""What only the torch backend does: autograd without leftovers, TF32, compile opt-in, devices.
+
+The op-by-op comparison with NumPy lives in test_conformance.py; here are the behaviours that
+follow from how PyTorch works. References are NumPy in float64 and closed-form derivatives.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gradbridge.backends.torch import COMPILE_ENV, TorchBackend  # noqa: E402
+from gradbridge.core.backend import DeviceNotAvailable, InvalidArgument  # noqa: E402
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(scope="module")
+def be32() -> TorchBackend:
+    return TorchBackend(dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def be64() -> TorchBackend:
+    return TorchBackend(dtype="float64")
+
+
+@pytest.fixture
+def tf32_flags() -> Any:
+    """Restore the process-wide TF32 flags after a test that may change them."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    yield saved
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+# ------------------------------------------------------------------------------ autograd
+
+
+def test_no_graph_outlives_value_and_grad(be32: TorchBackend) -> None:
+    intermediates: list[weakref.ref[Any]] = []
+
+    def loss(w: Any, x: Any) -> Any:
+        hidden = be32.tanh(w * x)
+        intermediates.append(weakref.ref(hidden))
+        return be32.sum(hidden * hidden)
+
+    value, grads = be32.value_and_grad(loss)(be32.asarray([0.5, -1.0]), be32.asarray([2.0, 3.0]))
+    gc.collect()
+    assert intermediates[0]() is None  # nothing holds the forward pass's tensors
+    assert value.grad_fn is None and not value.requires_grad
+    assert grads.grad_fn is None and not grads.requires_grad
+
+
+def test_user_tensors_are_not_modified(be32: TorchBackend) -> None:
+    plain = torch.tensor([1.0, 2.0])
+    leaf = torch.tensor([3.0, 4.0], requires_grad=True)
+    grads = be32.grad(lambda a, b: be32.sum(a * b), argnums=(0, 1))(plain, leaf)
+    assert not plain.requires_grad and plain.grad is None
+    assert leaf.grad is None  # autograd.grad returns gradients, it does not accumulate .grad
+    # d/da sum(a*b) = b, d/db = a: closed form, exact in float32 for these small integers
+    np.testing.assert_array_equal(grads[0].numpy(), [3.0, 4.0])
+    np.testing.assert_array_equal(grads[1].numpy(), [1.0, 2.0])
+
+
+def test_gradient_of_a_gradient(be64: TorchBackend) -> None:
+    """Nested calls keep the inner graph so the outer one can differentiate through it."""
+    x = np.array([0.5, 2.0, -1.5])
+    second = be64.grad(lambda v: be64.sum(be64.grad(lambda u: be64.sum(u * u * u))(v)))
+    # d/dx sum(3 x^2) = 6 x: closed form, float64 rounding only (1e-14 relative)
+    np.testing.assert_allclose(second(be64.asarray(x)).numpy(), 6 * x, rtol=1e-14)
+
+
+def test_unused_and_constant_inputs_get_zero_gradients(be32: TorchBackend) -> None:
+    x, y = be32.asarray([1.0, 2.0]), be32.asarray(3.0)
+    _, (gx, gy) = be32.value_and_grad(lambda a, b: be32.sum(a * a), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx.numpy(), [2.0, 4.0])  # 2 a, exact
+    np.testing.assert_array_equal(gy.numpy(), 0.0)  # b is unused: zero, not None
+    value, g = be32.value_and_grad(lambda a: be32.asarray(7.0))(x)
+    assert float(value) == 7.0
+    np.testing.assert_array_equal(g.numpy(), [0.0, 0.0])
+
+
+def test_gradients_keep_dict_structure_device_and_dtype(be64: TorchBackend) -> None:
+    params = {"w": np.array([1.0, -2.0]), "inner": {"b": 0.5}}
+    x = be64.asarray([3.0, 4.0])
+    value, grads = be64.value_and_grad(
+        lambda p, v: be64.sum(p["w"] * v) + p["inner"]["b"] ** 2)(params, x)
+    # f = w.x + b^2: df/dw = x, df/db = 2 b; exact in float64
+    assert float(value) == 1.0 * 3.0 - 2.0 * 4.0 + 0.25
+    np.testing.assert_array_equal(grads["w"].numpy(), [3.0, 4.0])
+    assert float(grads["inner"]["b"]) == 1.0
+    assert grads["w"].dtype == torch.float64 and grads["w"].device == torch.device("cpu")
+
+
+def test_value_and_grad_checks_output_and_argnums(be32: TorchBackend) -> None:
+    x = be32.asarray([1.0, 2.0])
+    with pytest.raises(InvalidArgument, match=r"shape \(2,\)"):
+        be32.value_and_grad(lambda v: v * 2.0)(x)
+    with pytest.raises(InvalidArgument, match="argnums"):
+        be32.value_and_grad(lambda v: be32.sum(v), argnums=(0, 1))(x)
+    value, _ = be32.value_and_grad(lambda v: be32.reshape(be32.sum(v), 1))(x)
+    assert value.shape == ()  # a (1,) output is accepted and returned as a 0-D value
+
+
+def test_value_and_grad_works_under_no_grad(be32: TorchBackend) -> None:
+    with torch.no_grad():
+        g = be32.grad(lambda v: be32.sum(v * v))(be32.asarray([1.5]))
+    assert float(g[0]) == 3.0  # 2 v, exact
+
+
+# ------------------------------------------------------------------------------ jit
+
+
+def test_jit_is_eager_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(COMPILE_ENV, raising=False)
+    be = TorchBackend()
+    assert be.jit(_square) is _square and not be.capabilities.has_jit
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own imports, on first use
+@pytest.mark.parametrize("value", ["1", "true", " TRUE "])
+def test_compile_opt_in_sets_has_jit(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(COMPILE_ENV, value)
+    be = TorchBackend()
+    assert be.capabilities.has_jit
+    assert be.jit(_square) is not _square  # torch.compile's lazy wrapper; compiles on first call
+
+
+@pytest.mark.parametrize("value", ["0", "false", ""])
+def test_compile_opt_out(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(COMPILE_ENV, value)
+    assert not TorchBackend().capabilities.has_jit
+
+
+def test_compile_env_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(COMPILE_ENV, "yes please")
+    with pytest.raises(InvalidArgument, match=COMPILE_ENV):
+        TorchBackend()
+
+
+def _square(v: Any) -> Any:
+    return v * v
+
+
+# -------------------------------------------------------------------------- subgradients
+
+
+@pytest.mark.parametrize(("op", "expected_first"), [("maximum", [1.0, 0.0, 1.0]),
+                                                     ("minimum", [1.0, 1.0, 0.0])])
+def test_ties_send_the_whole_gradient_to_the_first_argument(be32: TorchBackend, op: str,
+                                                            expected_first: list[float]) -> None:
+    # a = [1, 2, 3] against b = [1, 3, 2]: a tie, b larger, a larger. Closed form: the
+    # derivative of the selected element is 1, of the other 0, and a tie selects a.
+    a, b = be32.asarray([1.0, 2.0, 3.0]), be32.asarray([1.0, 3.0, 2.0])
+    ga, gb_ = be32.grad(lambda u, v: be32.sum(getattr(be32, op)(u, v)), argnums=(0, 1))(a, b)
+    np.testing.assert_array_equal(ga.numpy(), expected_first)
+    np.testing.assert_array_equal(gb_.numpy(), 1.0 - np.asarray(expected_first))
+    # torch's own function would split the tie 0.5/0.5: the reason for the rule above.
+    u = a.clone().requires_grad_(True)
+    getattr(torch, op)(u, b).sum().backward()
+    assert float(u.grad[0]) == 0.5
+
+
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_maximum_minimum_propagate_nan_like_numpy(be32: TorchBackend, op: str) -> None:
+    a = np.array([np.nan, 1.0, np.nan, 2.0])
+    b = np.array([1.0, np.nan, np.nan, 1.0])
+    got = be32.to_numpy(getattr(be32, op)(be32.asarray(a), be32.asarray(b)))
+    np.testing.assert_array_equal(got, getattr(np, op)(a, b).astype(np.float32))
+
+
+def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: TorchBackend) -> None:
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.asarray(x))
+    np.testing.assert_array_equal(g.numpy(), ((x >= 0.0) & (x <= 1.0)).astype(np.float32))
+    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, min=0.0)))(be32.asarray(x))
+    np.testing.assert_array_equal(one_sided.numpy(), (x >= 0.0).astype(np.float32))
+    unbounded = be32.asarray(x)
+    assert be32.clip(unbounded) is unbounded  # torch.clamp would refuse two missing bounds
+
+
+def test_max_reduction_shares_the_gradient_among_ties(be32: TorchBackend) -> None:
+    """Documented, not forced: torch.amax gives each of k tied maxima 1/k (as JAX does)."""
+    g = be32.grad(lambda v: be32.max(v))(be32.asarray([1.0, 3.0, 3.0, 2.0]))
+    np.testing.assert_array_equal(g.numpy(), [0.0, 0.5, 0.5, 0.0])
+
+
+# ------------------------------------------------------------------------------ devices
+
+
+def test_tf32_flags_untouched_on_cpu(tf32_flags: Any) -> None:
+    TorchBackend(dtype="float64")
+    TorchBackend(dtype="float32", parity=True)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32_flags
+
+
+def test_cuda_devices_resolve_to_torch_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert TorchBackend.available_devices() == ["cpu", "cuda:0", "cuda:1"]
+    assert TorchBackend(device="cuda:1")._device == torch.device("cuda", 1)
+    assert TorchBackend(device="gpu")._device == torch.device("cuda", 0)
+    assert TorchBackend(device="auto").device == "cuda:0"
+    with pytest.raises(DeviceNotAvailable, match="cuda:0, cuda:1"):
+        TorchBackend(device="cuda:2")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_cuda_on_a_cpu_only_machine_names_the_devices_that_exist() -> None:
+    with pytest.raises(DeviceNotAvailable, match="devices that exist: cpu"):
+        TorchBackend(device="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_round_trip(dtype: str, tf32_flags: Any) -> None:
+    be = TorchBackend(device="cuda:0", dtype=dtype, parity=True)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    host = np.random.default_rng(1).standard_normal((5, 3))
+    x = be.asarray(host)
+    assert x.device == torch.device("cuda", 0)
+    value, grads = be.value_and_grad(lambda v: be.sum(v @ be.matrix_transpose(v)))(x)
+    be.synchronize()
+    ref = host.astype(dtype).astype(np.float64)
+    tol = 1e-10 if dtype == "float64" else 1e-5  # conftest's tolerances: rounding of each dtype
+    # f = sum(V V^T) = |column sums|^2, df/dV = 2 * (row of column sums): closed form
+    np.testing.assert_allclose(float(value), np.sum(ref @ ref.T), rtol=tol)
+    np.testing.assert_allclose(be.to_numpy(grads), 2 * np.tile(ref.sum(axis=0), (5, 1)),
+                               rtol=tol)
+    assert grads.device == torch.device("cuda", 0)
+
+
+def test_synchronize_is_a_no_op_on_cpu(be32: TorchBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(device: Any = None) -> None:
+        raise AssertionError("torch.cuda.synchronize called for a CPU backend")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", fail)
+    be32.synchronize()
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def test_asarray_keeps_python_floats_exact_in_float64(be64: TorchBackend) -> None:
+    """torch.as_tensor([0.1]) would round through float32; ours goes through float64."""
+    assert float(be64.asarray([0.1])[0]) == 0.1
+
+
+def test_asarray_dtypes_and_reversed_memory(be32: TorchBackend) -> None:
+    assert be32.asarray(np.array([0.1, 0.2])).dtype == torch.float32
+    assert be32.asarray(np.arange(3)).dtype == torch.int64  # integers keep their dtype
+    assert be32.asarray([True, False]).dtype == torch.bool
+    reversed_view = np.arange(4.0)[::-1]  # negative strides, which torch cannot view
+    np.testing.assert_array_equal(be32.to_numpy(be32.asarray(reversed_view)), [3, 2, 1, 0])
+
+
+def test_to_numpy_copies_and_detaches(be32: TorchBackend) -> None:
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    out = be32.to_numpy(x * 1.0)
+    out[0] = 5.0
+    assert float(x.detach()[0]) == 1.0
+
+
+def test_shapes_given_as_a_bare_int(be32: TorchBackend) -> None:
+    assert be32.full(3, 2.0).shape == (3,) and be32.zeros(2).shape == (2,)
+    assert be32.reshape(be32.ones((2, 3)), 6).shape == (6,)
+
+
+def test_logsumexp_over_all_axes(be64: TorchBackend) -> None:
+    """torch.logsumexp has no dim=None; the backend supplies every axis."""
+    x = np.random.default_rng(2).standard_normal((2, 3))
+    got = be64.logsumexp(be64.asarray(x), keepdims=True)
+    assert got.shape == (1, 1)
+    np.testing.assert_allclose(got.numpy(), np.log(np.sum(np.exp(x))), rtol=1e-12)  # float64
+
+
+def test_capabilities(be32: TorchBackend) -> None:
+    caps = be32.capabilities
+    assert caps.supports_float64 and caps.version == str(torch.__version__)
+    assert caps.devices[0] == "cpu" and any("TF32" in note for note in caps.notes)

@@ -1,0 +1,141 @@
+"""Smoke test of the benchmark suite: correctness of the baselines and of the harness, not speed.
+
+The hand-written baselines are what gradbridge is measured against, so they must train the
+same model: each regression baseline must reach the w, b (and record the losses) of the
+tutorial's loop, written again below from the math. Tolerances: 1e-10 relative in float64
+(summation order only); 1e-5 in float32 (float32 rounding over 30 short steps on 64 points,
+against a float64 reference). The MLP baselines (hand-written backprop in NumPy, autodiff in
+JAX and torch) must agree with each other in float64 to 1e-9 relative (two Adam steps on 512
+points; Adam's division by sqrt(v) amplifies rounding a little). No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import native  # noqa: E402
+import report  # noqa: E402
+import run  # noqa: E402
+
+EPOCHS, LR = 30, 0.1
+FRAMEWORK = {"numpy": "numpy", "jax": "jax", "torch": "torch", "gradbridge": "numpy",
+             "keras": "keras"}
+
+
+def needs(contestant: str) -> None:
+    """Skip a contestant whose framework is not installed (gradbridge-<b> needs backend b)."""
+    framework, _, variant = contestant.partition("-")
+    module = variant if framework == "gradbridge" else FRAMEWORK[framework]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+
+
+def tutorial_loop(x: np.ndarray, y: np.ndarray, lr: float,
+                  epochs: int) -> tuple[float, float, list[float]]:
+    """Gradient descent on mean((w x + b - y)^2) from w = b = 0, float64, loss before update."""
+    w = b = 0.0
+    recorded = []
+    for _ in range(epochs):
+        error = w * x + b - y
+        recorded.append(float(np.mean(error**2)))
+        w, b = w - lr * float(np.mean(2 * error * x)), b - lr * float(np.mean(2 * error))
+    return w, b, recorded
+
+
+def tutorial_points(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(n)
+    return x, -1.5 * x + 0.25 + 0.3 * rng.standard_normal(n)
+
+
+BASELINES = [c for c in native.REGRESSION if c != "torch-compile"]  # compile: ~20 s, full mode
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
+@pytest.mark.parametrize("contestant", BASELINES)
+def test_regression_baseline_reaches_the_tutorial_parameters(contestant: str, dtype: str,
+                                                              rtol: float) -> None:
+    needs(contestant)
+    x, y = tutorial_points()
+    w, b, losses = tutorial_loop(x, y, LR, EPOCHS)
+    make = native.REGRESSION[contestant]
+    result = make(x.astype(dtype), y.astype(dtype), LR)(EPOCHS)
+    assert float(result.params["w"]) == pytest.approx(w, rel=rtol, abs=rtol)
+    assert float(result.params["b"]) == pytest.approx(b, rel=rtol, abs=rtol)
+    np.testing.assert_allclose(result.losses, losses, rtol=rtol)
+    assert result.run_s > 0
+
+
+def test_mlp_baselines_agree_with_each_other() -> None:
+    for framework in ("jax", "torch"):
+        if importlib.util.find_spec(framework) is None:
+            pytest.skip(f"{framework} is not installed")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((512, 4))
+    y = np.tanh(x @ rng.standard_normal(4))
+    params = native.init_mlp([4, 16, 16, 1], seed=1)
+    results = {name: make(x, y, params, 1e-2, 64, 5)(2) for name, make in native.MLP.items()}
+    reference = results.pop("numpy-analytic")
+    for name, result in results.items():
+        for key, value in reference.params.items():
+            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} {key}")
+        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
+    assert reference.losses[-1] < reference.losses[0]  # it learns
+
+
+def test_mlp_batches_follow_gradbridges_order() -> None:
+    """The MLP baselines walk the batches in fit's order, so their runs are comparable."""
+    from gradbridge.core import data
+
+    orders = native.batch_orders(50, 3, seed=4)
+    for epoch in range(3):
+        np.testing.assert_array_equal(orders[epoch], data.epoch_order(50, 4, epoch))
+
+
+def tiny_job(contestant: str, workload: str = "regression") -> dict:
+    n = 2 * run.MLP_BATCH if workload == "mlp" else 100
+    return {"workload": workload, "contestant": contestant, "n": n, "dtype": "float64",
+            "epochs": 3, "repeats": 1, "device": "cpu", "prime": False}
+
+
+def test_harness_runs_every_contestant_and_reports(tmp_path: Path) -> None:
+    """One tiny job per contestant that needs no Keras, in this process, then the report."""
+    rows = []
+    for contestant in (*run.GRADBRIDGE, *BASELINES):
+        needs(contestant)
+        rows.append(run.measure(tiny_job(contestant)))
+        row = rows[-1]
+        assert row["agrees"], row  # float64 against the tutorial loop, 1e-9 (run.TOLERANCE)
+        assert row["per_epoch_s"] > 0 and row["peak_extra_bytes"] >= 0
+    for contestant in ("gradbridge-numpy", "numpy-analytic"):
+        rows.append(run.measure(tiny_job(contestant, "mlp")))
+    # Same weights, same batches: fit's MLP ends where the hand-written one does (1e-9).
+    assert rows[-2]["final_loss"] == pytest.approx(rows[-1]["final_loss"], rel=1e-9)
+    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
+                           "versions": {"numpy": np.__version__}},
+               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
+               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
+                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
+               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3},
+               "rows": rows}
+    written = report.write(results, tmp_path / "smoke")
+    text = Path(written["markdown"]).read_text()
+    assert "gradbridge-numpy / numpy-analytic" in text and "## Targets" in text
+    assert Path(written["plot"]).stat().st_size > 0
+
+
+def test_a_job_runs_in_its_own_process() -> None:
+    row = run.run_job(tiny_job("numpy-analytic"), timeout_s=60)
+    assert "error" not in row, row.get("error")
+    assert row["agrees"] and row["peak_resettable"] in (True, False)
+    json.dumps(row)  # the row is plain JSON

@@ -1,0 +1,121 @@
+"""``gradbridge backends``: the listing, the resolved choice with sources, and its error path."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradbridge import cli
+from gradbridge.commands import backends as backends_command
+
+FRAMEWORKS = ("numpy", "jax", "torch")
+
+
+@pytest.fixture(autouse=True)
+def _clean_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No GRADBRIDGE_* variables and no config file, whatever the caller's shell has."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("GRADBRIDGE_BACKEND", "GRADBRIDGE_DEVICE", "GRADBRIDGE_DTYPE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _json_report(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code = backends_command.run(argparse.Namespace(json=True))
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_lists_every_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _json_report(capsys)
+    rows = {row["name"]: row for row in report["backends"]}
+    assert set(FRAMEWORKS) <= set(rows)
+    for name in FRAMEWORKS:
+        installed = importlib.util.find_spec(name) is not None
+        assert rows[name]["installed"] is installed
+        if installed:
+            assert rows[name]["loadable"] is True, rows[name]["reason"]
+            assert isinstance(rows[name]["version"], str) and rows[name]["version"]
+            assert "cpu" in rows[name]["devices"]
+
+
+def test_json_shows_defaults_and_their_source(capsys: pytest.CaptureFixture[str]) -> None:
+    selected = _json_report(capsys)["selected"]
+    assert selected == {
+        "backend": {"value": "numpy", "source": "default"},
+        "device": {"value": "cpu", "source": "default"},
+        "dtype": {"value": "float32", "source": "default"},
+    }
+
+
+def test_json_shows_environment_source(capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "torch")
+    monkeypatch.setenv("GRADBRIDGE_DTYPE", "float64")
+    selected = _json_report(capsys)["selected"]
+    assert selected["backend"] == {"value": "torch", "source": "environment GRADBRIDGE_BACKEND"}
+    assert selected["dtype"] == {"value": "float64", "source": "environment GRADBRIDGE_DTYPE"}
+    assert selected["device"]["source"] == "default"
+
+
+def test_json_shows_config_file_source(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    (tmp_path / "gradbridge.toml").write_text('backend = "jax"\n')
+    selected = _json_report(capsys)["selected"]
+    assert selected["backend"]["value"] == "jax"
+    assert selected["backend"]["source"] == f"config file {tmp_path / 'gradbridge.toml'}"
+
+
+def test_table_output_names_each_backend_and_the_choice(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert backends_command.run(argparse.Namespace(json=False)) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in FRAMEWORKS)
+    assert "default" in out
+
+
+# ----------------------------------------------------- through the full command line
+
+
+def test_main_backends_json(capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "torch")
+    assert cli.main(["backends", "--json"]) == 0
+    selected = json.loads(capsys.readouterr().out)["selected"]
+    assert selected["backend"] == {"value": "torch", "source": "environment GRADBRIDGE_BACKEND"}
+
+
+def test_main_unknown_backend_in_environment_is_a_one_line_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "tensorflow")
+    assert cli.main(["backends", "--json"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "tensorflow" in lines[0] and "numpy" in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_python_dash_m_gradbridge_backends(tmp_path: Path) -> None:
+    """The real entry point in a fresh process: exit codes, stdout JSON, stderr one line."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GRADBRIDGE_")}
+    command = [sys.executable, "-m", "gradbridge", "backends", "--json"]
+    good = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          env={**base, "GRADBRIDGE_BACKEND": "torch"})
+    assert good.returncode == 0, good.stderr
+    report = json.loads(good.stdout)
+    assert {row["name"] for row in report["backends"]} >= set(FRAMEWORKS)
+    assert report["selected"]["backend"]["source"] == "environment GRADBRIDGE_BACKEND"
+
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                         env={**base, "GRADBRIDGE_BACKEND": "tensorflow"})
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,69 @@
+"""``gradbridge bayes`` through the real entry point: human output, JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import BACKENDS, make_backend
+
+from gradbridge.cli import main
+
+TUTORIAL_ARGS = ["bayes", "--prior", "0.01", "--sensitivity", "0.95",
+                 "--false-positive-rate", "0.05"]
+
+
+def test_prints_posterior_and_natural_frequencies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TUTORIAL_ARGS, "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "= 16.1%" in out  # the tutorial's ~16.1%
+    # By hand: 100 of 10,000 ill, 95 of them positive; 9,900 healthy, 495 positive anyway.
+    assert "Of 10,000 people tested" in out
+    assert "100 have the condition: 95 test positive" in out
+    assert "9,900 do not: 495 test positive anyway" in out
+    assert "95 of the 590 positive results are real" in out
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_json_on_every_backend(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    make_backend(name, "float64")  # skips (or fails when required) if the framework is absent
+    assert main([*TUTORIAL_ARGS, "--backend", name, "--dtype", "float64", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # Reference: the tutorial's formula in plain Python floats; float64 agrees to 1e-12.
+    evidence = 0.95 * 0.01 + 0.05 * (1 - 0.01)
+    assert result["posterior"] == pytest.approx(0.95 * 0.01 / evidence, abs=1e-12)
+    assert result["evidence"] == pytest.approx(evidence, abs=1e-12)
+    assert {k: result[k] for k in ("prior", "sensitivity", "false_positive_rate", "backend",
+                                   "dtype")} == {
+        "prior": 0.01, "sensitivity": 0.95, "false_positive_rate": 0.05, "backend": name,
+        "dtype": "float64"}
+
+
+@pytest.mark.parametrize("flag, value, name", [
+    ("--prior", "1.5", "prior"), ("--sensitivity", "-0.2", "sensitivity"),
+    ("--false-positive-rate", "nan", "false_positive_rate"),
+])
+def test_bad_probability_exits_2_with_one_error_line(
+        flag: str, value: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = list(TUTORIAL_ARGS)
+    args[args.index(flag) + 1] = value
+    assert main([*args, "--backend", "numpy"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {name}=")
+
+
+def test_impossible_positive_test_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bayes", "--prior", "0", "--sensitivity", "0.9", "--false-positive-rate", "0",
+            "--backend", "numpy"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("error: P(positive test) = 0")
+
+
+def test_missing_or_non_numeric_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["bayes", "--prior", "0.1"], [*TUTORIAL_ARGS[:-1], "five%"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith("error: ")
