@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -85,8 +86,15 @@ def _read_config_file(directory: Path) -> tuple[dict[str, str], str | None]:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, re-reading it only when it changes on disk."""
+    stat = path.stat()
+    return _parse_toml(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_toml(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"{path} is not valid TOML: {exc}") from exc

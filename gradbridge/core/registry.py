@@ -6,9 +6,11 @@ Nothing here imports a framework until a backend is asked for by name, so that
 
 from __future__ import annotations
 
+import functools
 import importlib
-import importlib.metadata
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,22 @@ def _top_package(target: str) -> str:
 
 
 def _plugin_specs() -> dict[str, BackendSpec]:
+    """Backends that installed distributions declare; scanned again once sys.path or one of
+    its folders changes (an install or uninstall touches the folder), else served from cache."""
+    return dict(_plugin_specs_on(tuple((entry, _mtime(entry)) for entry in sys.path)))
+
+
+def _mtime(folder: str) -> int:
+    try:
+        return os.stat(folder or ".").st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=4)
+def _plugin_specs_on(path: tuple[tuple[str, int], ...]) -> dict[str, BackendSpec]:
+    import importlib.metadata  # only here: it pulls in email, csv and more at import time
+
     specs = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else _top_package(ep.value)
@@ -122,10 +140,10 @@ def load_backend_class(name: str) -> type:
     module_name, _, attr = spec.target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         raise BackendNotInstalled(
-            f"the {spec.name} backend could not be imported ({exc}); reinstall it with: "
-            f"{spec.install}"
+            f"the {spec.name} backend could not be loaded from {spec.target} ({exc}); "
+            f"reinstall it with: {spec.install}"
         ) from exc
     _loaded[spec.name] = cls
     return cls
