@@ -113,8 +113,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     else:
         bound = read_bound_s(1_000_000, 4, read)
         over = jax["per_epoch_s"] / bound
+        best = float(jax.get("best_epoch_s") or jax["per_epoch_s"]) / bound
         add("JAX backend within 2x of the read bound at N=1e6 float32", over, 2.0,
-            f"{over:.2f}x ({_us(jax['per_epoch_s'])} µs vs {_us(bound)} µs at {read:.1f} GB/s)")
+            f"{over:.2f}x, fastest repeat {best:.2f}x ({_us(jax['per_epoch_s'])} µs vs "
+            f"{_us(bound)} µs at {read:.1f} GB/s)")
     value, detail = worst("gradbridge-torch", "torch-autograd")
     add("torch backend <= 1.15x hand-written eager+autograd", value, 1.15, detail)
     speedups = [(r, f"n={n:.0e} {d}") for d, n in _sizes(rows) if n >= 1_000_000
@@ -270,7 +272,9 @@ def bound_section(results: dict[str, Any], rows: dict[tuple, Row], names: list[s
         "",
         "Bound = bytes that must be read per epoch / read bandwidth. One fused pass over x and "
         "y gives the loss and both gradients, and w, b are scalars, so the bytes counted are "
-        f"2 · N · itemsize (nothing of size N need be written), at {read:.1f} GB/s.",
+        f"2 · N · itemsize (nothing of size N need be written), at {read:.1f} GB/s. That "
+        "bandwidth is DRAM's (a 128-256 MiB array); at N = 1e6 float32, x and y (8 MB) can stay "
+        "in the L3 cache between epochs, so a fused loop can beat the bound there.",
         "",
     ]
     body = []
@@ -279,9 +283,11 @@ def bound_section(results: dict[str, Any], rows: dict[tuple, Row], names: list[s
         for c in names:
             r = rows.get((c, n, dtype))
             if r is not None:
+                best = float(r.get("best_epoch_s") or r["per_epoch_s"])
                 body.append([f"{n:.0e} {dtype}", c, _us(r["per_epoch_s"]), _us(bound),
-                             _x(r["per_epoch_s"] / bound)])
-    return lines + _table(["N", "contestant", "µs/epoch", "bound µs", "x bound"], body)
+                             _x(r["per_epoch_s"] / bound), _x(best / bound)])
+    return lines + _table(["N", "contestant", "µs/epoch (median)", "bound µs", "x bound",
+                           "x bound, fastest repeat"], body)
 
 
 def compile_section(rows: dict[tuple, Row], names: list[str]) -> list[str]:
@@ -368,7 +374,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             if points:
                 ours = c.startswith("gradbridge")
                 ax.plot(*zip(*points, strict=True), marker="o" if ours else next(markers),
-                        color=_colour(c), linestyle="-" if ours else "--",
+                        color=_colour(c),
+                        linestyle=("-." if "compile" in c else "-") if ours else "--",
                         linewidth=2.2 if ours else 1.1, label=c)
         ns = sorted({n for _, n, d in rows if d == dtype})
         if ns:
@@ -381,7 +388,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("time per epoch (µs)")
         ax.set_title(f"Tutorial regression, {dtype}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")  # below the bound line: always empty
     info = results["machine"]
     fig.suptitle(f"{info['cpu']} x {info['cpus']} CPUs"
                  + (f", {info['gpus'][0]}" if info["gpus"] else "") + f" ({results['mode']})")

@@ -206,6 +206,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     row = {
         **job,
         "per_epoch_s": statistics.median(run_s) / epochs,
+        "best_epoch_s": min(run_s) / epochs,
         "run_s": run_s,
         "wall_s": walls or [first_call_s],
         "first_call_s": first_call_s,
