@@ -1,75 +1,29 @@
 """The machine and software a benchmark ran on, written beside the figures it produced.
 
 Timings mean nothing without the CPU, core count, GPU and every version involved, so the
-suite records them in the same file as the numbers. Nothing here imports jax, torch or keras:
-versions come from package metadata, GPUs from ``nvidia-smi``.
+suite records them in the same file as the numbers, described the same way as ``gradbridge
+compare``'s manifest (whose helpers this reuses). Nothing here imports jax, torch or keras.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import platform
 import re
-import shutil
-import subprocess
 from typing import Any
 
+from gradbridge.experiments import manifest
+
 PACKAGES = ("gradbridge", "numpy", "jax", "jaxlib", "torch", "keras", "matplotlib")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what platform says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def gpus() -> list[str]:
-    """Names and memory of the NVIDIA GPUs present, one string each; empty without any."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-             "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
-
-
-def versions() -> dict[str, str | None]:
-    """Installed version of each package the benchmark touches (None when absent)."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def describe() -> dict[str, Any]:
     """Everything needed to tell whether two result files are comparable."""
     return {
-        "cpu": cpu_model(),
-        "cpus": cpu_count(),
-        "gpus": gpus(),
+        "cpu": manifest.cpu_model(),
+        "cpus": manifest.cpu_count(),
+        "gpus": manifest.gpu_names(),
         "platform": platform.platform(),
-        "versions": versions(),
+        "versions": manifest.package_versions(PACKAGES),
     }
 
 

@@ -20,10 +20,10 @@ from typing import Any
 PACKAGES = ("gradbridge", "numpy", "jax", "jaxlib", "torch", "matplotlib", "rich")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     """Installed version of each relevant distribution (None when it is not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -39,6 +39,14 @@ def cpu_model() -> str:
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def gpu_names() -> list[str]:
@@ -104,7 +112,7 @@ def environment(backends: list[str]) -> dict[str, Any]:
     return {
         "packages": package_versions(),
         "platform": platform.platform(),
-        "cpu": {"model": cpu_model(), "count": os.cpu_count()},
+        "cpu": {"model": cpu_model(), "count": cpu_count()},
         "gpus": gpu_names(),
         "precision_flags": precision_flags(),
         "backends": backend_details(backends),
