@@ -176,6 +176,9 @@ class Backend(Protocol):
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array: ...
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         """log(sum(exp(x))) computed without overflow for large inputs."""
+    def mean_squared_error(self, prediction: Array, target: Array) -> Array:
+        """The mean over all elements of ``(prediction - target) ** 2``, broadcasting the two
+        as subtraction does; one fused operation where the backend has one."""
     def reshape(self, x: Array, shape: int | Shape) -> Array: ...
     def expand_dims(self, x: Array, axis: int) -> Array: ...
     def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array: ...
@@ -203,13 +206,21 @@ class Backend(Protocol):
 # ----------------------------------------------------------------- shared behaviour
 
 
+_SEQUENCES = (list, tuple)
+_CONTAINERS = (dict, list, tuple)
+
+
 def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``fn`` to the leaves of (nested) dicts, lists and tuples, keeping their structure."""
     if isinstance(tree, dict):
         if not rest:
-            return {key: tree_map(fn, value) for key, value in tree.items()}
+            return {key: fn(value) if not isinstance(value, _CONTAINERS) and value is not None
+                    else tree_map(fn, value) for key, value in tree.items()}
+        if len(rest) == 1:  # the common two-tree case (params and grads), without generators
+            other = rest[0]
+            return {key: tree_map(fn, value, other[key]) for key, value in tree.items()}
         return {key: tree_map(fn, tree[key], *(r[key] for r in rest)) for key in tree}
-    if isinstance(tree, list | tuple):
+    if isinstance(tree, _SEQUENCES):
         mapped = [tree_map(fn, item, *(r[i] for r in rest)) for i, item in enumerate(tree)]
         return type(tree)(mapped)
     if tree is None:
@@ -240,7 +251,8 @@ class BackendBase:
 
     A subclass sets ``name``, implements :meth:`available_devices`, :meth:`framework_version`
     and the array operations, and gets device/dtype resolution, ``dot``, ``grad``,
-    ``logsumexp``, a Python ``scan`` and a no-op ``jit``/``synchronize`` for free.
+    ``logsumexp``, ``mean_squared_error``, a Python ``scan``, a no-op ``jit``/``synchronize``
+    and an empty ``scope`` for free.
     """
 
     name: ClassVar[str] = "base"
@@ -289,6 +301,10 @@ class BackendBase:
         if keepdims:
             return total
         return be.reshape(total, _reduced_shape(tuple(x.shape), axis))
+
+    def mean_squared_error(self, prediction: Array, target: Array) -> Array:
+        be: Any = self
+        return be.mean(be.pow(be.subtract(prediction, target), 2))
 
     def grad(self, fn: Callable[..., Array], argnums: Argnums = 0) -> Callable[..., Any]:
         be: Any = self

@@ -132,6 +132,14 @@ PRIMITIVES: dict[str, tuple[Callable[..., Any], list[np.ndarray]]] = {
     "index repeated": (lambda x: x[np.array([0, 2, 0, 0])], [normal(3, 2)]),
     "operators": (lambda x, y: ((x + y) * x - y / 2.0 - 1.0 / y + 3.0 - x) ** 2 @ -y,
                   [normal(3), positive(3)]),
+    # a mean's gradient repeats one number: power and a scalar's unbroadcast take a short path
+    "mean of square": (lambda x: be.mean(x**2), [normal(2, 3)]),
+    "mean of cube": (lambda x: be.mean(x**3.0), [normal(5)]),
+    "mean of scalar plus array": (lambda w: be.mean(w + normal(4, seed=2)), [normal()]),
+    "mean_squared_error": (be.mean_squared_error, [normal(2, 3), normal(2, 3, seed=1)]),
+    "mean_squared_error 0-D": (be.mean_squared_error, [normal(), normal(seed=1)]),
+    "mean_squared_error constant target": (lambda p: be.mean_squared_error(p, normal(4, seed=2)),
+                                           [normal(4)]),
 }
 
 
@@ -173,6 +181,89 @@ def test_scalar_times_array_gradient_is_the_dot_product() -> None:
     np.testing.assert_allclose(grad, np.dot(x, c), rtol=1e-12)  # same sum, another order
 
 
+# ------------------------------------------------------------- the fused mean squared error
+
+
+@pytest.mark.parametrize(("shape_p", "shape_t"), [((5,), (5,)), ((3, 1), (4,)), ((), (2, 3)),
+                                                  ((2, 3), ())])
+@pytest.mark.parametrize("traced", [(0,), (1,), (0, 1)])
+def test_mean_squared_error_broadcasts_like_subtraction(shape_p: tuple[int, ...],
+                                                        shape_t: tuple[int, ...],
+                                                        traced: tuple[int, ...]) -> None:
+    """The mean over the broadcast (p - t) ** 2, as be.mean((p - t) ** 2) computes it; gradients
+    of either or both arguments (in-place and shared residual paths) against central differences.
+    """
+    p, t = normal(*shape_p, seed=5), normal(*shape_t, seed=6)
+    np.testing.assert_allclose(be.mean_squared_error(p, t), np.mean((p - t) ** 2), rtol=1e-13)
+
+    def loss(a: Any, b: Any) -> Any:
+        return be.mean_squared_error(a, b)
+
+    value, grads = be.value_and_grad(loss, argnums=traced)(p, t)
+    np.testing.assert_allclose(value, np.mean((p - t) ** 2), rtol=1e-13)
+    for i, grad in zip(traced, grads, strict=True):
+        assert np.shape(grad) == np.shape((p, t)[i])
+        np.testing.assert_allclose(grad, finite_difference(loss, [p, t], i),
+                                   rtol=FD_RTOL, atol=FD_ATOL, err_msg=f"argument {i}")
+
+
+def test_mean_squared_error_matches_the_unfused_default() -> None:
+    """BackendBase's default (mean of the squared difference, what JAX and PyTorch run) and the
+    fused primitive agree in value and gradient, here both differentiated by NumPy's autodiff.
+    Same arithmetic up to summation order: 1e-13 relative in float64."""
+    from gradbridge.core.backend import BackendBase
+
+    x, y = normal(50), normal(50, seed=1)
+    numpy_backend = NumpyBackend(dtype="float64")
+
+    def loss(p: Any, fused: bool) -> Any:
+        prediction = p["w"] * x + p["b"]
+        if fused:
+            return be.mean_squared_error(prediction, y)
+        return BackendBase.mean_squared_error(numpy_backend, prediction, y)
+
+    params = {"w": np.float64(0.7), "b": np.float64(-0.2)}
+    fused_value, fused = be.value_and_grad(loss)(params, True)
+    plain_value, plain = be.value_and_grad(loss)(params, False)
+    np.testing.assert_allclose(fused_value, plain_value, rtol=1e-13)
+    for name in params:
+        np.testing.assert_allclose(fused[name], plain[name], rtol=1e-13)
+    residual = params["w"] * x + params["b"] - y  # closed form: 2 mean(r x) and 2 mean(r)
+    np.testing.assert_allclose(fused["w"], 2 * np.mean(residual * x), rtol=1e-13)
+    np.testing.assert_allclose(fused["b"], 2 * np.mean(residual), rtol=1e-13)
+
+
+def test_mean_squared_error_residual_reuse_is_invisible() -> None:
+    """The VJP scales its residual in place: the prediction used again elsewhere, the prediction
+    itself differentiated, and repeated calls all keep their own values."""
+    t = normal(6, seed=1)
+
+    def loss(p: Any) -> Any:
+        return be.mean_squared_error(p, t) + be.sum(p * p)  # d/dp = 2 (p - t) / 6 + 2 p
+
+    value_and_grad = be.value_and_grad(loss)
+    p = normal(6)
+    first_value, first = value_and_grad(p)
+    expected = 2 * (p - t) / 6 + 2 * p
+    np.testing.assert_allclose(first, expected, rtol=1e-13)
+    first *= 0.0  # the caller owns the gradient: it aliases no buffer of the next call
+    second_value, second = value_and_grad(p)
+    np.testing.assert_allclose(second, expected, rtol=1e-13)
+    assert first_value == second_value
+    same = be.value_and_grad(lambda q: be.mean_squared_error(q, q))(p)
+    assert same[0] == 0.0 and not np.any(same[1])
+
+
+def test_mean_squared_error_keeps_float32() -> None:
+    p, t = be32.asarray(normal(100)), be32.asarray(normal(100, seed=1))
+    value, grad = be32.value_and_grad(be32.mean_squared_error)(p, t)
+    assert value.dtype == np.float32 and grad.dtype == np.float32
+    reference = np.mean((p.astype(np.float64) - t) ** 2)
+    # float32 rounding ~6e-8 per operation, over a 100-term dot product: 1e-5 relative is ample
+    np.testing.assert_allclose(value, reference, rtol=1e-5)
+    np.testing.assert_allclose(grad, 2 * (p.astype(np.float64) - t) / 100, rtol=1e-5)
+
+
 # ------------------------------------------------------------------------------ the engine
 
 
@@ -196,6 +287,17 @@ def test_long_chain_does_not_hit_the_recursion_limit() -> None:
     # y_k = rate * y_(k-1) + x with y_0 = x, so dy/dx = sum_{j=0..steps} rate**j
     expected = (1 - rate ** (steps + 1)) / (1 - rate)
     np.testing.assert_allclose(be.grad(chain)(np.float64(2.0)), expected, rtol=1e-10)
+
+
+def test_operations_after_the_output_do_not_count() -> None:
+    """The tape holds everything fn computed; only what the output depends on is walked."""
+    def fn(x: Any) -> Any:
+        loss = be.sum(x * x)
+        be.exp(x * 3.0)  # recorded after the output, not part of it
+        return loss
+
+    x = normal(4)
+    np.testing.assert_allclose(be.grad(fn)(x), 2 * x, rtol=1e-15)
 
 
 def test_nested_dict_params_keep_their_structure() -> None:
@@ -255,6 +357,15 @@ def test_one_element_output_counts_as_scalar_and_value_is_0d() -> None:
     value, grad = be.value_and_grad(lambda x: be.sum(x, axis=0, keepdims=True))(normal(3))
     assert type(value) is np.ndarray and value.shape == () and value.dtype == np.float64
     np.testing.assert_array_equal(grad, np.ones(3))
+
+
+def test_0d_gradients_are_numpy_scalars_of_the_backend_dtype() -> None:
+    """Immutable, so they alias nothing; as NumPy returns 0-D results, and cheaper to update."""
+    grads = be32.grad(lambda p: p["w"] * p["b"] + be32.sum(p["v"]))(
+        {"w": 2.0, "b": np.float64(3.0), "v": np.zeros(2)})
+    assert type(grads["w"]) is np.float32 and grads["w"] == 3.0
+    assert type(grads["b"]) is np.float32 and grads["b"] == 2.0
+    assert type(grads["v"]) is np.ndarray and grads["v"].dtype == np.float32
 
 
 def test_no_state_leaks_between_calls() -> None:
@@ -345,6 +456,8 @@ def test_unsupported_operations_say_so() -> None:
         be.grad(lambda x: x.__setitem__(0, 1.0))(normal(3))
     with pytest.raises(NotDifferentiable, match="first order"):  # grad of grad
         be.grad(lambda x: be.grad(lambda y: be.sum(y * y))(x)[0])(normal(3))
+    with pytest.raises(NotDifferentiable, match="first order"):  # an outer value inside
+        be.grad(lambda x: be.sum(be.grad(lambda y: be.sum(y * x))(normal(3))))(normal(3))
 
 
 # -------------------------------------------------------------------------- outside grad

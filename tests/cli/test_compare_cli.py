@@ -95,6 +95,9 @@ def write_wrong_plugin(root: Path) -> None:
 
             def mean(self, x, axis=None, keepdims=False):
                 return super().mean(x, axis=axis, keepdims=keepdims) * 1.001
+
+            def mean_squared_error(self, prediction, target):
+                return super().mean_squared_error(prediction, target) * 1.001
     '''))
     info = root / "gb_wrong_plugin-0.1.dist-info"
     info.mkdir()

@@ -82,7 +82,7 @@ class NumpyBackend(BackendBase):
     concat = staticmethod(np.concatenate)
     stack = staticmethod(np.stack)
 
-    # where NumPy differs: keyword-only keepdims, None bounds, a fused logsumexp; reshape's
+    # where NumPy differs: keyword-only keepdims, None bounds, fused logsumexp and MSE; reshape's
     # overloaded stubs do not match the protocol's signature for type checkers
 
     def reshape(self, x: Array, shape: int | Shape) -> Array:
@@ -108,6 +108,8 @@ class NumpyBackend(BackendBase):
 
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return autodiff.logsumexp(x, axis, keepdims)
+
+    mean_squared_error = staticmethod(autodiff.mean_squared_error)
 
     # autodiff
 

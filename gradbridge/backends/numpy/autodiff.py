@@ -3,9 +3,10 @@
 Inside :func:`value_and_grad` the differentiated inputs become :class:`Tracer` objects: arrays
 that remember how they were computed. Each primitive below computes its NumPy result and, right
 beside it, one vector-Jacobian product (VJP) per input: given the gradient ``g`` of the output,
-the gradient of that input, still at the output's broadcast shape. :func:`backward` sorts the
-recorded graph topologically once, walks it from the output back to the inputs, sums each VJP
-over the axes that broadcasting stretched (:func:`unbroadcast`) and adds up contributions.
+the gradient of that input, still at the output's broadcast shape. Every call records its
+operations on a :class:`Tape` in the order they run, which is already a topological order, so
+:func:`backward` walks the tape in reverse without sorting anything, sums each VJP over the axes
+that broadcasting stretched (:func:`unbroadcast`) and adds up contributions.
 
 Tracers send both Python operators (``t * x``) and NumPy calls (``np.multiply(t, x)``,
 ``np.sum(t)``, through NEP 13 ``__array_ufunc__`` and NEP 18 ``__array_function__``) to these
@@ -42,32 +43,47 @@ from gradbridge.core.backend import (
 VJP = Callable[[Any], Any]
 """Output gradient -> one input's gradient, at the output's shape (broadcasting is undone later)."""
 
+Entry = tuple[tuple[int, ...], list[tuple[int, VJP]]]
+"""One recorded value on a tape: its shape and, per traced input, (input's entry index, VJP)."""
+
 
 # ------------------------------------------------------------------------------- the graph
 
 
-class Node:
-    """One recorded operation: its output's shape and, per traced input, (input's node, VJP).
+class Tape:
+    """The operations of one :func:`value_and_grad` call, in the order they ran.
 
-    Nodes hold what the VJPs need and nothing else, so intermediate values that no VJP uses
-    are freed while the forward pass is still running.
+    Entry ``i`` is the ``i``-th value recorded (an :data:`Entry`); the traced inputs are
+    entries with no parents. An operation runs after its inputs, so this order is already
+    topological. Entries hold what the VJPs need and nothing else (not the values themselves),
+    so intermediate values that no VJP uses are freed during the forward pass.
     """
 
-    __slots__ = ("parents", "shape")
+    __slots__ = ("dtype", "entries")
 
-    def __init__(self, shape: tuple[int, ...], parents: list[tuple[Node, VJP]]) -> None:
-        self.shape = shape
-        self.parents = parents
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.entries: list[Entry | None] = []  # None: consumed by the backward pass
+
+    def push(self, out: Any, parents: list[tuple[int, VJP]]) -> Tracer:
+        """Record ``out``, computed from ``parents``, and return it as a tracer on this tape."""
+        self.entries.append((out.shape, parents))
+        return Tracer(out, self, len(self.entries) - 1)
+
+    def leaf(self, x: Any) -> Tracer:
+        """Start tracing ``x`` (a differentiated input) as an array of the tape's dtype."""
+        return self.push(np.asarray(x, dtype=self.dtype), [])
 
 
 class Tracer:
-    """An array being differentiated: its NumPy value and the node that computed it."""
+    """An array being differentiated: its NumPy value and where the tape recorded it."""
 
-    __slots__ = ("node", "value")
+    __slots__ = ("index", "tape", "value")
 
-    def __init__(self, value: Any, node: Node) -> None:
+    def __init__(self, value: Any, tape: Tape, index: int) -> None:
         self.value = value
-        self.node = node
+        self.tape = tape
+        self.index = index
 
     # What NumPy sees: ufuncs and array functions on tracers run the primitives below.
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -222,10 +238,17 @@ def value(x: Any) -> Any:
 
 def record(out: Any, *inputs: tuple[Any, VJP]) -> Any:
     """Return ``out`` as a tracer linked to the traced ones among ``inputs`` (plain if none)."""
-    parents = [(x.node, vjp) for x, vjp in inputs if isinstance(x, Tracer)]
-    if not parents:
-        return out
-    return Tracer(out, Node(out.shape, parents))
+    tape, parents = None, []
+    for x, vjp in inputs:
+        if isinstance(x, Tracer):
+            if tape is not None and x.tape is not tape:
+                raise NotDifferentiable(
+                    "values traced by two different grad calls meet here; the NumPy backend's "
+                    "gradients are first order, so grad cannot be nested"
+                )
+            tape = x.tape
+            parents.append((x.index, vjp))
+    return out if tape is None else tape.push(out, parents)
 
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
@@ -233,91 +256,92 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     if g.shape == shape:
         return g
     if not shape:  # a scalar's gradient: the sum of everything
-        return np.add.reduce(g, axis=None)
+        repeated = repeated_value(g)
+        return np.add.reduce(g, axis=None) if repeated is None else repeated * g.size
     lead = g.ndim - len(shape)
     stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     return np.add.reduce(g, axis=tuple(range(lead)) + stretched).reshape(shape)
 
 
+def repeated_value(g: Any) -> Any:
+    """The one number a zero-stride broadcast ``g`` repeats (a reduction's gradient is one),
+    as a 0-D value; None when ``g`` is an ordinary array."""
+    if g.ndim and g.size and not any(g.strides):
+        return g.reshape(-1)[0]
+    return None
+
+
 # ---------------------------------------------------------------------- the backward pass
 
 
-def topological_order(root: Node) -> list[Node]:
-    """Every node ``root`` depends on, each after all of its inputs (iterative depth-first)."""
-    order: list[Node] = []
-    visited: set[Node] = set()  # membership only: the order comes from the lists
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
-        elif node not in visited:
-            visited.add(node)
-            stack.append((node, True))
-            for parent, _ in node.parents:
-                if parent not in visited:
-                    stack.append((parent, False))
-    return order
+def backward(tape: Tape, root: int, seed: Any) -> list[Any]:
+    """Gradients of the tape's entry ``root`` with respect to every entry (None: unreached).
 
-
-def backward(root: Node, seed: Any) -> dict[Node, Any]:
-    """Gradients of the output ``root`` with respect to the leaves (the traced inputs).
-
-    Each node's VJPs run once, after every use of the node has added its contribution. The
-    graph is consumed: a node's VJPs (and the values they hold) are dropped once they have run,
-    so memory is released during the walk and nothing survives into the next call.
+    Walks the tape backwards from ``root``; each entry's VJPs run once, after every later use
+    of it has added its contribution. The tape is consumed as it goes: an entry's VJPs (and the
+    values they hold) and its gradient are dropped once they have run, so memory is released
+    during the walk. The leaves' gradients stay for the caller.
     """
-    grads = {root: seed}
-    for node in reversed(topological_order(root)):
-        if not node.parents:  # a leaf: keep its gradient for the caller
+    entries = tape.entries
+    grads: list[Any] = [None] * len(entries)
+    grads[root] = seed
+    for i in range(root, -1, -1):
+        g, entry = grads[i], entries[i]
+        if g is None or entry is None or not entry[1]:  # unreached, or a leaf
             continue
-        g = grads.pop(node)
-        parents, node.parents = node.parents, []
-        for parent, vjp in parents:
-            contribution = unbroadcast(vjp(g), parent.shape)
-            grads[parent] = grads[parent] + contribution if parent in grads else contribution
+        grads[i] = entries[i] = None
+        for parent, vjp in entry[1]:
+            contribution = vjp(g)
+            shape = entries[parent][0]  # type: ignore[index]  # parents precede, unconsumed
+            if contribution.shape != shape:
+                contribution = unbroadcast(contribution, shape)
+            previous = grads[parent]
+            grads[parent] = contribution if previous is None else previous + contribution
     return grads
 
 
 def value_and_grad(fn: Callable[..., Any], argnums: Argnums, dtype: str) -> Callable[..., Any]:
-    """``fn`` returning ``(fn(*args), gradient)``, both plain NumPy arrays of ``dtype``.
+    """``fn`` returning ``(fn(*args), gradient)``, both plain NumPy values of ``dtype``.
 
     The arguments at ``argnums`` (arrays, numbers, or nested dicts/lists/tuples of them) are
     traced; the gradient has their structure (a tuple of structures for a tuple ``argnums``).
-    Inputs the output does not depend on get zero gradients.
+    Inputs the output does not depend on get zero gradients. The value is a 0-D array; 0-D
+    gradients are NumPy scalars (immutable, and cheaper to update), others fresh arrays.
     """
     float_dtype = np.dtype(dtype)
-
-    def traced(leaf: Any) -> Tracer:
-        array = np.asarray(leaf, dtype=float_dtype)
-        return Tracer(array, Node(array.shape, []))
+    to_dtype = float_dtype.type
+    checked: dict[int, tuple[int, ...]] = {}  # argnums, validated once per number of arguments
 
     def value_and_grad_fn(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        nums = check_argnums(argnums, len(args))
+        if len(args) not in checked:
+            checked[len(args)] = check_argnums(argnums, len(args))
+        nums = checked[len(args)]
+        tape = Tape(float_dtype)
         inputs = list(args)
         for i in nums:
-            inputs[i] = tree_map(traced, args[i])
+            inputs[i] = tree_map(tape.leaf, args[i])
         out = fn(*inputs, **kwargs)
-        if isinstance(out, tuple | list | dict):
+        if isinstance(out, (tuple, list, dict)):
             raise InvalidArgument(
                 f"grad needs fn to return one scalar array, but it returned a {type(out).__name__}"
             )
         result = value(out)
-        check_scalar_output(np.shape(result))
-        grads = {}
-        if isinstance(out, Tracer):
-            seed = np.asarray(1, dtype=result.dtype).reshape(result.shape)  # d out / d out
-            grads = backward(out.node, seed)
+        check_scalar_output(getattr(result, "shape", ()))  # NumPy values, or a Python number
+        grads: list[Any] = [None] * len(tape.entries)
+        if isinstance(out, Tracer) and out.tape is tape:
+            seed = np.ones(result.shape, result.dtype) if result.shape else result.dtype.type(1)
+            grads = backward(tape, out.index, seed)  # d out / d out = 1
         del out
 
         def gradient(leaf: Tracer) -> Any:
-            g = grads.get(leaf.node)
-            if g is None:
-                return np.zeros(leaf.value.shape, dtype=float_dtype)
-            return np.array(g, dtype=float_dtype)  # fresh and writeable: it aliases nothing
+            g = grads[leaf.index]
+            if leaf.value.shape:
+                return (np.zeros(leaf.value.shape, float_dtype) if g is None
+                        else np.array(g, dtype=float_dtype))  # fresh: it aliases nothing
+            return to_dtype(0 if g is None else g)
 
         wrt = tuple(tree_map(gradient, inputs[i]) for i in nums)
-        loss = np.asarray(result, dtype=float_dtype).reshape(())
+        loss = np.array(result, dtype=float_dtype).reshape(())
         return loss, wrt[0] if isinstance(argnums, int) else wrt
 
     return value_and_grad_fn
@@ -343,24 +367,38 @@ def subtract(x1: Any, x2: Any) -> Any:
 
 def multiply(x1: Any, x2: Any) -> Any:
     a, b = value(x1), value(x2)
-    return record(a * b, (x1, _times(b, np.shape(a))), (x2, _times(a, np.shape(b))))
+    # only a traced input's VJP ever runs, and its value has a shape (an array or NumPy scalar)
+    shape_a, shape_b = getattr(a, "shape", ()), getattr(b, "shape", ())
+    return record(a * b, (x1, _times(b, shape_a)), (x2, _times(a, shape_b)))
 
 
 def _times(other: Any, shape: tuple[int, ...]) -> VJP:
     """The VJP of ``x * other`` for an ``x`` of ``shape``: ``g * other`` (summed back later).
 
-    For a scalar ``x`` (a weight, a bias) times an array, that sum is one dot product, which
+    For a scalar ``x`` (a weight, a bias) times an array, that sum is one inner product, which
     skips an array-sized temporary: fresh large temporaries are the main cost of a step at
-    large N. It uses einsum, not BLAS (np.dot), whose threads can stall for milliseconds when
-    other processes share the cores.
+    large N.
     """
     def vjp(g: Any) -> Any:
-        if shape == () and g.ndim and np.shape(other) == g.shape:
-            axes = string.ascii_letters[:g.ndim]
-            return np.einsum(f"{axes},{axes}->", g, other)
+        if shape == () and g.ndim and isinstance(other, np.ndarray) and other.shape == g.shape:
+            return inner(g, other)
         return g * other
 
     return vjp
+
+
+def inner(a: Any, b: Any) -> Any:
+    """``sum(a * b)`` over all elements of two same-shaped arrays, with no temporary.
+
+    BLAS's dot where both are contiguous (the usual case, and what a hand-written NumPy loop
+    calls: 2-3x faster than einsum single-threaded; for large arrays OpenBLAS may use threads,
+    which a machine shared with other busy processes can make slower); einsum for strided or
+    broadcast views, which it walks in place where ``vdot`` would copy them.
+    """
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        return np.vdot(a, b)
+    axes = string.ascii_letters[:a.ndim]
+    return np.einsum(f"{axes},{axes}->", a, b)
 
 
 def divide(x1: Any, x2: Any) -> Any:
@@ -380,8 +418,14 @@ def power(x1: Any, x2: Any) -> Any:
     out = np.square(a) if square else a**b
 
     def grad_base(g: Any) -> Any:
-        slope = a * 2.0 if square else b * a ** (b - 1)
-        slope *= g  # in place: slope is new and already at the output's shape
+        # d/da a**b = b * a**(b-1), times g, in one fresh array at the output's shape; a
+        # gradient that repeats one number (as a mean's does) joins the constant: a pass less
+        scale, repeated = (2.0 if square else b), repeated_value(g)
+        if repeated is not None:
+            scale, g = scale * repeated, None
+        slope = a * scale if square else a ** (b - 1) * scale
+        if g is not None:
+            slope *= g  # in place: slope is new and already at the output's shape
         return slope
 
     # d/db a**b = a**b * log(a), taken as 0 where a == 0 (as JAX and PyTorch do)
@@ -582,6 +626,27 @@ def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Any:
     out = total if keepdims else np.reshape(total, [n for i, n in enumerate(a.shape)
                                                     if i not in axes])
     return record(out, (x, grad))
+
+
+def mean_squared_error(prediction: Any, target: Any) -> Any:
+    """The mean over all elements of ``(prediction - target) ** 2``, as one recorded operation.
+
+    The residual ``r`` is computed once; the loss is its inner product with itself over its
+    size ``n``, and the VJP ``2 g r / n`` scales that same residual in place (only this
+    operation holds it) instead of building the square's and the mean's temporaries.
+    """
+    residual = np.subtract(value(prediction), value(target))
+    count = residual.size
+    shared = isinstance(target, Tracer)  # then the target's VJP needs the residual as well
+
+    def grad_prediction(g: Any) -> Any:
+        factor = 2 * g / count
+        if shared or not residual.ndim:
+            return residual * factor
+        return np.multiply(residual, factor, out=residual)
+
+    return record(inner(residual, residual) / count, (prediction, grad_prediction),
+                  (target, lambda g: residual * (-2 * g / count)))
 
 
 # ---------------------------------------------------------------------- shape and indexing
