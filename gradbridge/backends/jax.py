@@ -87,6 +87,9 @@ class JaxBackend(BackendBase):
 
     name: ClassVar[str] = "jax"
     has_jit: ClassVar[bool] = True
+    compiled_scan: ClassVar[bool] = True
+    """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
+    jits whole chunks of epochs (elsewhere it jits the step and loops in Python)."""
     notes: ClassVar[tuple[str, ...]] = (
         "float64 runs gradbridge's calls inside jax.enable_x64(True) without changing the "
         "global flag; plain JAX code outside them may truncate float64 results to float32",

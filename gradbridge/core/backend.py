@@ -257,6 +257,9 @@ class BackendBase:
 
     name: ClassVar[str] = "base"
     has_jit: ClassVar[bool] = False
+    compiled_scan: ClassVar[bool] = False
+    """True where ``jit(lambda c: scan(step, c, n))`` compiles the whole loop into one program
+    (JAX); fit then compiles chunks of epochs instead of single steps."""
     notes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:

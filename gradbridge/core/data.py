@@ -1,4 +1,4 @@
-"""Host-side data: seeded generation, CSV loading and validation, all in NumPy float64.
+"""Host-side data: seeded generation, CSV loading and validation, in NumPy.
 
 Data and mini-batch orders are made on the host by a seeded ``numpy.random.Generator`` and only
 then moved to a backend, so every backend trains on exactly the same numbers and batches.
@@ -10,7 +10,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -87,27 +87,49 @@ def check_batch_size(batch_size: int | None, n: int) -> int | None:
     return int(batch_size)
 
 
-def as_float_array(name: str, values: Any) -> np.ndarray:
-    """``values`` as a float64 host array with at least one row and only finite numbers."""
+def as_float_array(name: str, values: Any, dtype: str = "float64") -> np.ndarray:
+    """``values`` as a host array of float ``dtype`` with at least one row, only finite numbers.
+
+    An array that already has ``dtype`` is returned as it is, not copied; anything else is
+    converted once. Give the dtype the data will be used in (a backend's ``dtype``), so that
+    large data is neither widened on the host nor copied twice on its way to a backend.
+    """
     try:
-        array = np.asarray(values, dtype=np.float64)
+        with np.errstate(over="ignore"):  # a value too large for dtype is reported below
+            array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{name} must be numbers in a rectangular array: {exc}") from exc
     if array.ndim == 0 or array.shape[0] == 0:
         raise InvalidArgument(f"{name} is empty (shape {array.shape}); give at least one sample")
-    bad = np.argwhere(~np.isfinite(array))
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        raise InvalidArgument(
-            f"{name} contains {array[where]} at index {where[0] if len(where) == 1 else where} "
-            f"({len(bad)} non-finite value(s) in all); remove or impute NaN and inf first"
-        )
+    # min and max propagate NaN and are infinite exactly when an inf is present: a check with
+    # no temporary the size of the data (a freed mask can stay resident in the C heap)
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        _raise_not_finite(name, array, values)
     return array
 
 
-def check_xy(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Features and targets as finite float64 arrays with the same number of samples."""
-    x_array, y_array = as_float_array("x", x), as_float_array("y", y)
+def _raise_not_finite(name: str, array: np.ndarray, values: Any) -> NoReturn:
+    """Say where the first NaN or inf of ``array`` is and how many there are, or that the
+    value there was finite but too large for the array's dtype."""
+    bad = np.argwhere(~np.isfinite(array))
+    where = tuple(int(i) for i in bad[0])
+    place = where[0] if len(where) == 1 else where
+    given = np.asarray(values)[where]
+    if np.isfinite(given):
+        raise InvalidArgument(
+            f"{name} has {given} at index {place}, beyond the range of {array.dtype}; "
+            "rescale the data or train in float64"
+        )
+    raise InvalidArgument(
+        f"{name} contains {given} at index {place} ({len(bad)} non-finite value(s) in all); "
+        "remove or impute NaN and inf first"
+    )
+
+
+def check_xy(x: Any, y: Any, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """Features and targets as finite float arrays of ``dtype`` with the same number of
+    samples; arrays that already have ``dtype`` are not copied (see :func:`as_float_array`)."""
+    x_array, y_array = as_float_array("x", x, dtype), as_float_array("y", y, dtype)
     if x_array.shape[0] != y_array.shape[0]:
         raise InvalidArgument(
             f"x and y need the same number of samples (first axis): x has shape "

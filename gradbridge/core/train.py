@@ -1,11 +1,18 @@
 """``fit``: gradient-descent training written once for every backend, and its ``History``.
 
 One training step is a pure function ``(params, state) -> (params, state), loss``. Full-batch
-training without callbacks runs epochs in chunks through ``be.jit(scan(step))``, so JAX compiles
-a whole chunk of epochs into one call while NumPy and PyTorch run ``BackendBase.scan``'s Python
-loop. The host looks at the losses once per chunk (one device sync), checks them for divergence
-and, if it has to stop, replays from the chunk's start to recover the last good parameters.
+training without callbacks runs epochs in chunks: on a backend whose ``scan`` compiles into one
+loop (JAX's lax.scan) a chunk is ``be.jit(scan(step))``, one compiled call for up to MAX_CHUNK
+epochs; elsewhere ``scan`` is a Python loop over ``be.jit(step)`` (eager on NumPy, and on
+PyTorch unless torch.compile is switched on, which then compiles the step once instead of
+unrolling the loop). The host looks at the losses once per chunk (one device sync), checks them
+for divergence and, if it has to stop, replays from the chunk's start to recover the last good
+parameters. The compiled functions are kept across calls for the same backend, model, loss
+and optimizer, so fitting the same problem again does not compile again.
 
+Data are converted once, on the host, to the backend's dtype (not at all when they already
+have it). Full-batch training keeps only the backend's copy; mini-batch training keeps only the
+host copy and gathers each batch there, since the protocol indexes by integers and slices only.
 Mini-batch orders come from :func:`gradbridge.core.data.epoch_order` on the host, so every
 backend sees the same batches; an epoch's recorded loss is then the plain mean of its batch
 losses, each computed before that batch's update.
@@ -15,7 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +41,9 @@ __all__ = ["Callback", "CallbackLike", "EarlyStopping", "EpochEnd", "History", "
 MAX_CHUNK = 1000
 """Most epochs run between two looks at the losses (divergence checks) when nothing needs more."""
 
+PROGRAMS_KEPT = 16
+"""How many (backend, model, loss, optimizer) programs stay compiled between ``fit`` calls."""
+
 Carry = tuple[Params, dict[str, Any]]
 
 
@@ -44,9 +55,10 @@ class History:
     epoch, before its update (as the tutorial prints it); ``params`` are the final parameters
     as float64 copies and ``final_loss`` is the full-data loss of exactly those parameters.
     ``compile_s`` is the time spent tracing and compiling (0 on backends without ``jit``): the
-    warm-up calls' time less the epochs they executed; ``run_s`` is the training time after
-    compilation and ``per_epoch_s = run_s / epochs``. The history a TrainingDiverged carries
-    ends at the last finite loss, with the parameters that produced it.
+    warm-up calls' time less the epochs they executed (about 0 when an earlier ``fit`` of the
+    same backend, model, loss and optimizer compiled them already); ``run_s`` is the training
+    time after compilation and ``per_epoch_s = run_s / epochs``. The history a
+    TrainingDiverged carries ends at the last finite loss, with the parameters that produced it.
     """
 
     losses: list[float]
@@ -180,22 +192,22 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
     seed = data.check_seed(seed)
     if not 0 < max_loss <= math.inf:
         raise invalid("max_loss", max_loss, "a number > 0")
-    x_host, y_host = data.check_xy(x, y)
+    # The data in the backend's dtype, converted once (not at all when it already is); full
+    # batches keep only the backend's copy, mini-batches only this one (see the runners).
+    x_host, y_host = data.check_xy(x, y, dtype=be.dtype)
     n = x_host.shape[0]
     batch_size = data.check_batch_size(batch_size, n)
     if not callable(model) or not callable(loss_fn):
         raise invalid("model and loss", (model, loss_fn),
                       "functions model(be, params, x) and loss(be, prediction, target)")
     start = _host_params(params)
-
-    def objective(p: Params, xb: Array, yb: Array) -> Array:
-        return loss_fn(be, model(be, p, xb), yb)
-
+    program = _program(be, model, loss_fn, opt)
     runner: _Runner
     if batch_size is None or batch_size == n:
-        runner = _FullBatch(be, objective, opt, x_host, y_host)
+        runner = _FullBatch(program, x_host, y_host)
     else:
-        runner = _MiniBatch(be, objective, opt, x_host, y_host, batch_size, seed)
+        runner = _MiniBatch(program, x_host, y_host, batch_size, seed)
+    del x_host, y_host
     for callback in callbacks:
         if isinstance(callback, Callback):
             callback.on_train_begin()
@@ -229,13 +241,20 @@ def _resolve_backend(backend: Backend | str | None) -> Backend:
     return backend
 
 
-class _Runner:
-    """Advances (params, state) by whole epochs and brings their losses to the host."""
+class _Program:
+    """The functions ``fit`` runs for one (backend, model, loss, optimizer): the training step,
+    the loss on given data, and chunks of epochs, each wrapped in ``be.jit`` once.
 
-    def __init__(self, be: Backend, objective: Callable[..., Array], opt: Optimizer,
-                 x_host: np.ndarray, y_host: np.ndarray) -> None:
-        self.be, self.x_host, self.y_host = be, x_host, y_host
-        self.x, self.y = be.asarray(x_host), be.asarray(y_host)
+    Kept across ``fit`` calls (see :func:`_program`), so training the same problem again, on
+    any data, neither traces nor compiles again and runs warm functions from its first epoch.
+    """
+
+    def __init__(self, be: Backend, model: Model, loss_fn: Loss, opt: Optimizer) -> None:
+        self.be = be
+
+        def objective(p: Params, xb: Array, yb: Array) -> Array:
+            return loss_fn(be, model(be, p, xb), yb)
+
         value_and_grad = be.value_and_grad(objective)
 
         def step(carry: Carry, xb: Array, yb: Array) -> tuple[Carry, Array]:
@@ -243,8 +262,68 @@ class _Runner:
             value, grads = value_and_grad(params, xb, yb)
             return opt.update(be, params, grads, state), value
 
-        self.step = step
+        self.step = be.jit(step)
         self.evaluate = be.jit(objective)
+        self.loops_in_python = not getattr(be, "compiled_scan", False)
+        self._raw_step = step
+        self._chunks: dict[int, Callable[[Carry, Array, Array], tuple[Carry, Array]]] = {}
+
+    def chunk(self, length: int) -> Callable[[Carry, Array, Array], tuple[Carry, Array]]:
+        """``length`` full-batch epochs as one call returning the carry and their losses.
+
+        Where ``scan`` is a loop the backend compiles whole (``lax.scan`` on JAX, which says so
+        with ``compiled_scan = True``), the chunk is jitted as one program. Elsewhere ``scan``
+        is a Python loop that a compiler such as ``torch.compile`` would unroll ``length`` times
+        into one huge graph, so the step is what gets jitted and the loop stays in Python.
+        """
+        if length not in self._chunks:
+            be = self.be
+            if self.loops_in_python:
+                step = self.step
+
+                def run_chunk(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
+                    return be.scan(lambda c: step(c, x, y), carry, length)
+
+                self._chunks[length] = run_chunk
+            else:
+                raw_step = self._raw_step
+
+                def run_compiled(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
+                    return be.scan(lambda c: raw_step(c, x, y), carry, length)
+
+                self._chunks[length] = be.jit(run_compiled)
+        return self._chunks[length]
+
+
+_programs: OrderedDict[tuple[Any, ...], _Program] = OrderedDict()
+"""The PROGRAMS_KEPT programs used last, most recent last."""
+
+
+def _program(be: Backend, model: Model, loss_fn: Loss, opt: Optimizer) -> _Program:
+    """The kept program for these four, or a new one kept in place of the least recently used.
+
+    Functions and the built-in optimizers (frozen dataclasses) compare by value or identity; an
+    optimizer that cannot be hashed gets a program for this fit only. A kept program refers to
+    its model, loss and optimizer (and what they close over) but never to any data.
+    """
+    key = (be, model, loss_fn, opt)
+    try:
+        program = _programs.pop(key, None)
+    except TypeError:
+        return _Program(be, model, loss_fn, opt)
+    if program is None:
+        program = _Program(be, model, loss_fn, opt)
+    _programs[key] = program
+    while len(_programs) > PROGRAMS_KEPT:
+        _programs.popitem(last=False)
+    return program
+
+
+class _Runner:
+    """Advances (params, state) by whole epochs and brings their losses to the host."""
+
+    def __init__(self, program: _Program) -> None:
+        self.program, self.be = program, program.be
 
     def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
         """Run epochs first_epoch .. first_epoch + length - 1; their losses in float64."""
@@ -256,28 +335,22 @@ class _Runner:
 
     def full_loss(self, params: Params) -> float:
         """The loss of ``params`` on all the data."""
-        return float(self.be.to_numpy(self.evaluate(params, self.x, self.y)))
+        raise NotImplementedError
 
 
 class _FullBatch(_Runner):
-    """Every epoch is one step on all the data; ``length`` epochs run as one jitted scan."""
+    """Every epoch is one step on all the data; ``length`` epochs run as one chunk call.
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.chunks: dict[int, Callable[..., tuple[Carry, Array]]] = {}
+    The data live on the backend only: the host arrays given are not kept (on NumPy, and on
+    PyTorch's CPU, the backend's arrays share their memory anyway).
+    """
 
-    def chunk(self, length: int) -> Callable[..., tuple[Carry, Array]]:
-        if length not in self.chunks:
-            step, be = self.step, self.be
-
-            def run_chunk(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
-                return be.scan(lambda c: step(c, x, y), carry, length)
-
-            self.chunks[length] = be.jit(run_chunk)
-        return self.chunks[length]
+    def __init__(self, program: _Program, x_host: np.ndarray, y_host: np.ndarray) -> None:
+        super().__init__(program)
+        self.x, self.y = self.be.asarray(x_host), self.be.asarray(y_host)
 
     def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
-        carry, values = self.chunk(length)(carry, self.x, self.y)
+        carry, values = self.program.chunk(length)(carry, self.x, self.y)
         return carry, np.asarray(self.be.to_numpy(values), dtype=np.float64).reshape(length)
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
@@ -286,37 +359,61 @@ class _FullBatch(_Runner):
         self.full_loss(carry[0])
         return float(sum(lengths))
 
+    def full_loss(self, params: Params) -> float:
+        return float(self.be.to_numpy(self.program.evaluate(params, self.x, self.y)))
+
 
 class _MiniBatch(_Runner):
-    """Each epoch walks the data in the order ``data.epoch_order(n, seed, epoch)``."""
+    """Each epoch walks the data in the order ``data.epoch_order(n, seed, epoch)``.
 
-    def __init__(self, be: Backend, objective: Callable[..., Array], opt: Optimizer,
-                 x_host: np.ndarray, y_host: np.ndarray, batch_size: int, seed: int) -> None:
-        super().__init__(be, objective, opt, x_host, y_host)
+    Batches are gathered on the host (the protocol indexes with integers and slices only) and
+    moved to the backend one at a time, so the data live on the host only; the loss on all of
+    it moves the whole data to the backend for that one call.
+    """
+
+    def __init__(self, program: _Program, x_host: np.ndarray, y_host: np.ndarray,
+                 batch_size: int, seed: int) -> None:
+        super().__init__(program)
+        self.x_host, self.y_host = x_host, y_host
         self.batch_size, self.seed = batch_size, seed
-        self.batch_step = be.jit(self.step)
         self.n = x_host.shape[0]
         self.batches_per_epoch = math.ceil(self.n / batch_size)
 
     def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
-        be, values = self.be, []
+        be, step = self.be, self.program.step
+        batches = self._batches(first_epoch, length)
+        if self.program.loops_in_python:  # scan's loop pulls one batch per step
+            carry, losses = be.scan(lambda c: step(c, *next(batches)), carry,
+                                    length * self.batches_per_epoch)
+        else:  # a compiled scan would trace one batch: loop here
+            values = []
+            for xb, yb in batches:
+                carry, value = step(carry, xb, yb)
+                values.append(value)
+            losses = be.stack(values)
+        batch_losses = np.asarray(be.to_numpy(losses), dtype=np.float64)
+        return carry, batch_losses.reshape(length, self.batches_per_epoch).mean(axis=1)
+
+    def _batches(self, first_epoch: int, length: int) -> Iterator[tuple[Array, Array]]:
+        """The batches of the epochs first_epoch .. first_epoch + length - 1, on the backend."""
         for epoch in range(first_epoch, first_epoch + length):
             order = data.epoch_order(self.n, self.seed, epoch)
             for begin in range(0, self.n, self.batch_size):
                 rows = order[begin:begin + self.batch_size]
-                carry, value = self.batch_step(carry, be.asarray(self.x_host[rows]),
-                                               be.asarray(self.y_host[rows]))
-                values.append(value)
-        batch_losses = np.asarray(be.to_numpy(be.stack(values)), dtype=np.float64)
-        return carry, batch_losses.reshape(length, self.batches_per_epoch).mean(axis=1)
+                yield self.be.asarray(self.x_host[rows]), self.be.asarray(self.y_host[rows])
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         sizes = {self.batch_size, self.n % self.batch_size} - {0}
         for size in sizes:
-            self.batch_step(carry, self.be.asarray(self.x_host[:size]),
-                            self.be.asarray(self.y_host[:size]))
+            self.program.step(carry, self.be.asarray(self.x_host[:size]),
+                              self.be.asarray(self.y_host[:size]))
         self.full_loss(carry[0])
         return len(sizes) / self.batches_per_epoch
+
+    def full_loss(self, params: Params) -> float:
+        be = self.be
+        value = self.program.evaluate(params, be.asarray(self.x_host), be.asarray(self.y_host))
+        return float(be.to_numpy(value))
 
 
 class _Loop:
@@ -327,7 +424,8 @@ class _Loop:
         self.be, self.runner, self.template, self.epochs = be, runner, template, epochs
         self.callbacks, self.max_loss, self.opt = callbacks, max_loss, opt
         self.lengths = [1] * epochs if callbacks else _chunk_lengths(epochs)
-        self.losses: list[float] = []
+        self.losses = np.empty(epochs)  # filled chunk by chunk; Python floats once it's over
+        self.done = 0  # epochs whose losses are in self.losses
 
     def run(self, carry: Carry) -> History:
         be = self.be
@@ -342,17 +440,16 @@ class _Loop:
         tic = time.perf_counter()
         for length in self.lengths:
             chunk_start = (epoch, carry)
-            start_params = self._in_order(carry[0])
             carry, values = self.runner.run(carry, epoch, length)
             bad = np.flatnonzero(~(np.isfinite(values) & (values <= self.max_loss)))
             if bad.size:
-                self.losses += values[:bad[0]].tolist()
+                self._record(values[:bad[0]])
                 raise self._diverged(epoch + int(bad[0]), float(values[bad[0]]),
                                      previous, chunk_start, time.perf_counter() - tic)
-            self.losses += values.tolist()
+            self._record(values)
             previous, epoch = chunk_start, epoch + length
             if self.callbacks:
-                info = EpochEnd(epoch - 1, self.losses[-1], start_params,
+                info = EpochEnd(epoch - 1, float(values[-1]), self._in_order(chunk_start[1][0]),
                                 self._in_order(carry[0]), be)
                 if any([_call(callback, info) for callback in self.callbacks]):
                     stopped = epoch < self.epochs
@@ -371,7 +468,8 @@ class _Loop:
         start_epoch, carry = chunk_start if good_epoch >= chunk_start[0] else previous
         if good_epoch > start_epoch:
             carry, _ = self.runner.run(carry, start_epoch, good_epoch - start_epoch)
-        last = self.losses[-1] if self.losses else None
+        losses = self._losses()
+        last = losses[-1] if losses else None
         history = self._history(carry[0], False, 0.0, run_s,
                                 math.nan if last is None else last)
         why = ("is not finite" if not math.isfinite(bad_loss)
@@ -388,11 +486,21 @@ class _Loop:
         """``params`` with the caller's key order (JAX hands dicts back with sorted keys)."""
         return tree.tree_map(lambda _, leaf: leaf, self.template, params)
 
+    def _record(self, values: np.ndarray) -> None:
+        """Keep the losses of the epochs just run."""
+        self.losses[self.done:self.done + len(values)] = values
+        self.done += len(values)
+
+    def _losses(self) -> list[float]:
+        """Every epoch's loss so far, as Python floats."""
+        return self.losses[:self.done].tolist()
+
     def _history(self, params: Params, stopped: bool, compile_s: float, run_s: float,
                  final_loss: float) -> History:
-        be, epochs = self.be, len(self.losses)
+        be, losses = self.be, self._losses()
+        epochs = len(losses)
         return History(
-            losses=list(self.losses),
+            losses=losses,
             params=tree.tree_map(lambda v: np.array(v, dtype=np.float64),
                                  tree.to_numpy(be, self._in_order(params))),
             epochs=epochs, stopped_early=stopped, compile_s=compile_s, run_s=run_s,

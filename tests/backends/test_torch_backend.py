@@ -114,6 +114,90 @@ def test_value_and_grad_works_under_no_grad(be32: TorchBackend) -> None:
     assert float(g[0]) == 3.0  # 2 v, exact
 
 
+def test_argnums_errors_come_at_each_call(be32: TorchBackend) -> None:
+    """argnums is worked out once at wrap time, but a bad one still fails at the call, naming
+    the number of arguments that call gave, as check_argnums says it."""
+    x = be32.asarray([1.0, 2.0])
+    for argnums in ((0, 0), (-1,), ()):
+        wrapped = be32.value_and_grad(lambda v: be32.sum(v), argnums=argnums)
+        with pytest.raises(InvalidArgument, match="distinct indices of the 1 positional"):
+            wrapped(x)
+    needs_two = be32.grad(lambda a, b: be32.sum(a * b), argnums=1)
+    with pytest.raises(InvalidArgument, match="of the 1 positional"):
+        needs_two(x)
+    np.testing.assert_array_equal(needs_two(x, x).numpy(), [1.0, 2.0])  # d/db sum(a*b) = a
+
+
+def test_fused_mean_squared_error_matches_the_formula(be64: TorchBackend) -> None:
+    """torch's mse_loss stands in for mean((p - t)**2): same value, same gradients in both
+    arguments (closed form 2 (p - t) / n), and a second derivative (2 / n) through it."""
+    p, t = np.array([0.5, 2.0, -1.0]), np.array([1.0, -1.0, 0.5])
+    value, (gp, gt) = be64.value_and_grad(be64.mean_squared_error, argnums=(0, 1))(
+        be64.asarray(p), be64.asarray(t))
+    # float64 rounding only: 1e-15 relative
+    np.testing.assert_allclose(float(value), np.mean((p - t) ** 2), rtol=1e-15)
+    np.testing.assert_allclose(gp.numpy(), 2 * (p - t) / 3, rtol=1e-15)
+    np.testing.assert_allclose(gt.numpy(), -2 * (p - t) / 3, rtol=1e-15)
+    curvature = be64.grad(lambda v: be64.sum(be64.grad(
+        lambda u: be64.mean_squared_error(u, be64.asarray(t)))(v)))(be64.asarray(p))
+    np.testing.assert_allclose(curvature.numpy(), np.full(3, 2 / 3), rtol=1e-15)
+    # Shapes that must broadcast take the generic path (mse_loss would warn): (3, 1) - (3,)
+    wide = be64.mean_squared_error(be64.asarray(p[:, None]), be64.asarray(t))
+    np.testing.assert_allclose(float(wide), np.mean((p[:, None] - t) ** 2), rtol=1e-15)
+
+
+# ------------------------------------------------------------------------------ scan
+
+
+def test_scan_stacks_like_a_list_of_steps(be64: TorchBackend) -> None:
+    """Outputs written into one buffer equal the steps' values stacked (exact: copies)."""
+    length = 2 * 1024 + 3  # crosses the blocks in which rows are viewed
+    final, ys = be64.scan(lambda c: (c + 1.0, {"twice": 2.0 * c, "none": None,
+                                                "pair": be64.stack([c, -c])}),
+                          be64.asarray(0.0), length)
+    counts = np.arange(length, dtype=np.float64)
+    assert float(final) == length
+    np.testing.assert_array_equal(ys["twice"].numpy(), 2.0 * counts)
+    np.testing.assert_array_equal(ys["pair"].numpy(), np.stack([counts, -counts], axis=1))
+    assert ys["none"] is None
+    _, plain = be64.scan(lambda c: (c + 1.0, c * c), be64.asarray(0.0), length)
+    np.testing.assert_array_equal(plain.numpy(), counts**2)
+    assert plain.dtype == torch.float64
+
+
+def test_scan_keeps_no_step_output_alive(be32: TorchBackend) -> None:
+    """Each step's own output tensor is released once copied, so a long scan holds one buffer
+    rather than one small tensor per step (which fragmented the heap): during any step, at most
+    the previous step's output (still bound in the loop) is alive."""
+    outputs: list[weakref.ref[Any]] = []
+    alive: list[int] = []
+
+    def step(c: Any) -> tuple[Any, Any]:
+        alive.append(sum(ref() is not None for ref in outputs))
+        y = c * 2.0
+        outputs.append(weakref.ref(y))
+        return c + 1.0, y
+
+    _, ys = be32.scan(step, be32.asarray(0.0), 50)
+    assert max(alive) <= 1
+    np.testing.assert_array_equal(ys.numpy(), 2.0 * np.arange(50))
+
+
+def test_gradients_flow_through_scan_outputs(be64: TorchBackend) -> None:
+    """Outputs that carry a graph (some steps only) are assigned so autograd sees them:
+    ys = [c_i * a for 2 < c_i < 5 else c_i] for c_i = 1..6, so d sum(ys)/da = 3 + 4."""
+    def total(a: Any) -> Any:
+        def step(c: Any) -> tuple[Any, Any]:
+            c = c + 1.0
+            return c, (c * a if 2.0 < float(c) < 5.0 else c.detach())
+
+        _, ys = be64.scan(step, be64.asarray(0.0), 6)
+        return be64.sum(ys)
+
+    value, gradient = be64.value_and_grad(total)(be64.asarray(2.0))
+    assert float(value) == 1 + 2 + 6 + 8 + 5 + 6 and float(gradient) == 7.0
+
+
 # ------------------------------------------------------------------------------ jit
 
 
@@ -285,3 +369,15 @@ def test_capabilities(be32: TorchBackend) -> None:
     caps = be32.capabilities
     assert caps.supports_float64 and caps.version == str(torch.__version__)
     assert caps.devices[0] == "cpu" and any("TF32" in note for note in caps.notes)
+
+
+def test_scan_rejects_a_step_output_of_another_shape() -> None:
+    """Writing into a preallocated buffer must not broadcast a smaller output silently."""
+    be = TorchBackend("cpu", "float32")
+    shapes = iter([(3,), (1,)])
+
+    def step(carry: int) -> tuple[int, object]:
+        return carry + 1, be.zeros(next(shapes))
+
+    with pytest.raises(InvalidArgument, match=r"step 1 returned shape \(1,\)"):
+        be.scan(step, 0, 2)

@@ -63,6 +63,27 @@ def test_check_xy() -> None:
         data.check_xy(np.zeros((0, 2)), np.zeros(0))
 
 
+def test_check_xy_converts_to_the_dtype_asked_once() -> None:
+    """Arrays already in the dtype asked for come back as they are (no copy); others are
+    converted straight to it (float32 data are never widened to float64 on the way)."""
+    x32, y32 = np.arange(6, dtype=np.float32).reshape(3, 2), np.ones(3, dtype=np.float32)
+    x, y = data.check_xy(x32, y32, dtype="float32")
+    assert x is x32 and y is y32
+    x, y = data.check_xy(x32, [1, 2, 3], dtype="float64")
+    assert x.dtype == y.dtype == np.float64
+    np.testing.assert_array_equal(x, x32)  # float32 -> float64 is exact
+    x, _ = data.check_xy(np.array([0.1, 1e-3]), [0.0, 1.0], dtype="float32")
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, np.array([0.1, 1e-3]).astype(np.float32))
+    # NaN is found in float32 data too, with its position; and so is an overflow to inf.
+    with pytest.raises(InvalidArgument, match=re.escape("x contains nan at index 1 (2 non-")):
+        data.check_xy(np.array([1.0, np.nan, np.nan], dtype=np.float32), [0, 0, 0],
+                      dtype="float32")
+    with pytest.raises(InvalidArgument,
+                       match=re.escape("y has 1e+300 at index 0, beyond the range of float32")):
+        data.check_xy([1.0], [1e300], dtype="float32")
+
+
 @pytest.mark.parametrize("size", [0, -1, 11, 2.5, True])
 def test_batch_size_bounds(size: object) -> None:
     with pytest.raises(InvalidArgument, match=re.escape("from 1 to 10")):

@@ -9,13 +9,18 @@ against a float64 reference over tens of steps).
 
 from __future__ import annotations
 
+import gc
 import math
 import re
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from conftest import BACKENDS, make_backend, tolerance
 
+from gradbridge.backends.numpy import NumpyBackend
 from gradbridge.core import data, losses, models, optim, train
 from gradbridge.core.backend import Backend, InvalidArgument, TrainingDiverged
 
@@ -234,12 +239,113 @@ def test_callbacks_see_the_parameters_of_each_loss() -> None:
 @pytest.mark.parametrize("name", BACKENDS)
 def test_timing_fields(name: str) -> None:
     be = make_backend(name, "float32")
-    history = fit_1d(be, epochs=20)
+
+    def line(backend: Backend, p: dict, x: object) -> object:  # new: nothing compiled yet
+        return models.linear1d(backend, p, x)
+
+    history = train.fit(line, losses.mse, {"w": 0.0, "b": 0.0}, X1, Y1, backend=be, epochs=20)
     assert history.run_s > 0 and history.per_epoch_s == pytest.approx(history.run_s / 20)
     if be.capabilities.has_jit:
         assert history.compile_s > 0
     else:
         assert history.compile_s == 0.0
+
+
+# ------------------------------------------------------------- compilation and memory
+
+
+def test_refitting_the_same_problem_compiles_nothing_again() -> None:
+    """The compiled functions are kept per (backend, model, loss, optimizer): a second fit
+    (new data of the same shapes, another start) traces the model not once more, and equals
+    the reference; on JAX the model runs only while being traced."""
+    be = make_backend("jax", "float64")
+    traced: list[int] = []
+
+    def line(backend: Backend, p: dict, x: object) -> object:
+        traced.append(1)
+        return models.linear1d(backend, p, x)
+
+    sgd = optim.sgd(0.1)
+    train.fit(line, "mse", {"w": 0.0, "b": 0.0}, X1, Y1, backend=be, optimizer=sgd, epochs=7)
+    first = len(traced)
+    history = train.fit(line, "mse", {"w": 0.0, "b": 0.0}, -X1, Y1, backend=be,
+                        optimizer=optim.sgd(0.1), epochs=7)
+    assert first > 0 and len(traced) == first
+    np.testing.assert_allclose(history.losses, gd_reference(-X1, Y1, 0.1, 7)["losses"],
+                               rtol=1e-10)
+
+
+class _CountingJit(NumpyBackend):
+    """NumPy in float64, whose ``jit`` counts how often each function it wrapped is called."""
+
+    name = "counting-jit"
+
+    def __init__(self, compiled_scan: bool) -> None:
+        super().__init__(dtype="float64")
+        self.compiled_scan = compiled_scan
+        self.calls: dict[int, int] = {}
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        key = len(self.calls)
+        self.calls[key] = 0
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[key] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("compiled_scan", [False, True])
+def test_what_fit_compiles_follows_the_backends_scan(compiled_scan: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend whose scan compiles whole loops gets one compiled call per chunk of epochs;
+    any other (a Python loop, which torch.compile would unroll) gets the step compiled and
+    called once per epoch. Both give the reference trajectory."""
+    be = _CountingJit(compiled_scan)
+    monkeypatch.setattr(train, "MAX_CHUNK", 4)  # 9 epochs: chunks of 3
+    history = fit_1d(be, lr=0.1, epochs=9)
+    np.testing.assert_allclose(history.losses, gd_reference(X1, Y1, 0.1, 9)["losses"],
+                               rtol=1e-10)
+    most = max(be.calls.values())  # the busiest jitted function: the chunk or the step
+    assert most == (3 if compiled_scan else 9)
+
+
+def _recording_check_xy(monkeypatch: pytest.MonkeyPatch) -> list[weakref.ref]:
+    """Weak references to every array ``data.check_xy`` hands to fit."""
+    made: list[weakref.ref] = []
+    check_xy = data.check_xy
+
+    def recording(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        arrays = check_xy(*args, **kwargs)  # type: ignore[arg-type]
+        made.extend(weakref.ref(a) for a in arrays)
+        return arrays
+
+    monkeypatch.setattr(data, "check_xy", recording)
+    return made
+
+
+def test_full_batch_training_keeps_no_host_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64 data for a float32 JAX backend: converted once on the host, moved to the device,
+    and that host copy is gone while training runs; after fit nothing holds the data (the
+    compiled functions kept for the next fit included)."""
+    made = _recording_check_xy(monkeypatch)
+    alive_while_training: list[bool] = []
+
+    def look(info: train.EpochEnd) -> None:
+        gc.collect()
+        alive_while_training.append(any(ref() is not None for ref in made))
+
+    fit_1d(make_backend("jax", "float32"), epochs=3, callbacks=[look])
+    assert len(made) == 2 and alive_while_training == [False] * 3
+    x, y = X1.copy(), Y1.copy()  # the NumPy backend computes on the caller's arrays directly
+    history = train.fit(models.linear1d, "mse", {"w": 0.0, "b": 0.0}, x, y,
+                        backend=make_backend("numpy", "float64"), epochs=3)
+    assert history.epochs == 3
+    given = [weakref.ref(x), weakref.ref(y)]
+    del x, y
+    gc.collect()
+    assert [ref() for ref in given] == [None, None]
 
 
 # ----------------------------------------------------------------------- bad input
