@@ -69,10 +69,10 @@ def _read_config_file(directory: Path) -> tuple[dict[str, str], str | None]:
     """Settings from gradbridge.toml, else pyproject's [tool.gradbridge]; unknown keys fail."""
     own, pyproject = directory / "gradbridge.toml", directory / "pyproject.toml"
     if own.is_file():
-        path, table = own, _load_toml(own)
+        path, table = own, read_toml(own)
         table = table.get("gradbridge", table)
     elif pyproject.is_file():
-        path, table = pyproject, _load_toml(pyproject).get("tool", {}).get("gradbridge", {})
+        path, table = pyproject, read_toml(pyproject).get("tool", {}).get("gradbridge", {})
         if not table:
             return {}, None
     else:
@@ -85,9 +85,14 @@ def _read_config_file(directory: Path) -> tuple[dict[str, str], str | None]:
     return {k: str(v) for k, v in table.items()}, str(path)
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, re-reading it only when it changes on disk."""
-    stat = path.stat()
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file (re-read only when it changes); a missing or broken one is an error
+    that names the file."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise InvalidArgument(f"config file {str(path)!r} does not exist") from exc
     return _parse_toml(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 

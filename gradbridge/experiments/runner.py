@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradbridge.config import read_toml
 from gradbridge.core.backend import (
     DTYPES,
     Backend,
@@ -31,11 +32,6 @@ from gradbridge.core.backend import (
 from gradbridge.experiments import catalog, manifest, report
 from gradbridge.experiments.agreement import differences, verdict
 from gradbridge.experiments.catalog import Outcome, Settings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 RESULTS_ROOT = Path("results")
 KEPT_STATUSES = ("ok", "skipped")  # finished runs that --resume keeps; errors are redone
@@ -188,13 +184,7 @@ def load_config(path: str | Path) -> Config:
     [mlp_gradients], [timing] and [tolerance] set the experiments' settings.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise InvalidArgument(f"config file {str(path)!r} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     valid = (*GRID_KEYS, *OPTION_KEYS, *catalog.SECTIONS)
     for key in data:
         if key not in valid:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(BENCH))
 import native  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
+from references import tutorial_loop  # noqa: E402
 
 EPOCHS, LR = 30, 0.1
 FRAMEWORK = {"numpy": "numpy", "jax": "jax", "torch": "torch", "gradbridge": "numpy",
@@ -37,18 +38,6 @@ def needs(contestant: str) -> None:
     module = variant if framework == "gradbridge" else FRAMEWORK[framework]
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-
-
-def tutorial_loop(x: np.ndarray, y: np.ndarray, lr: float,
-                  epochs: int) -> tuple[float, float, list[float]]:
-    """Gradient descent on mean((w x + b - y)^2) from w = b = 0, float64, loss before update."""
-    w = b = 0.0
-    recorded = []
-    for _ in range(epochs):
-        error = w * x + b - y
-        recorded.append(float(np.mean(error**2)))
-        w, b = w - lr * float(np.mean(2 * error * x)), b - lr * float(np.mean(2 * error))
-    return w, b, recorded
 
 
 def tutorial_points(n: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import BACKENDS, make_backend
+from references import tutorial_loop
 
 from gradbridge.cli import main
 
@@ -18,12 +19,7 @@ def tutorial_reference(n: int = 100, epochs: int = 50, lr: float = 0.1) -> dict:
     legacy = np.random.RandomState(42)
     x = legacy.randn(n)
     y = 3 * x + 2 + legacy.randn(n) * 0.5
-    w = b = 0.0
-    losses = []
-    for _ in range(epochs):
-        residual = w * x + b - y
-        losses.append(float(np.mean(residual ** 2)))
-        w, b = w - lr * float(np.mean(2 * residual * x)), b - lr * float(np.mean(2 * residual))
+    w, b, losses = tutorial_loop(x, y, lr, epochs)
     return {"losses": losses, "w": w, "b": b, "final": float(np.mean((w * x + b - y) ** 2))}
 
 
