@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -74,6 +75,15 @@ def check_count(argument: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise invalid(argument, value, f"an integer >= {minimum}")
     return int(value)
+
+
+def check_positive(argument: str, value: float, accepted: str = "a finite number > 0", *,
+                   allow_zero: bool = False) -> float:
+    """A finite real number > 0 (>= 0 with ``allow_zero``), such as a rate or a variance."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero)):
+        raise invalid(argument, value, accepted)
+    return float(value)
 
 
 def check_batch_size(batch_size: int | None, n: int) -> int | None:

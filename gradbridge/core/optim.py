@@ -8,12 +8,12 @@ correction), so trajectories can be checked against it.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
 from gradbridge.core.backend import Backend, InvalidArgument, invalid, tree_map
+from gradbridge.core.data import check_positive
 
 Params: TypeAlias = dict[str, Any]
 State: TypeAlias = dict[str, Any]
@@ -136,9 +136,7 @@ def get(name: str) -> Callable[[float], Optimizer]:
 
 def check_lr(lr: float) -> float:
     """Learning rates are finite numbers > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < float("inf"):
-        raise invalid("lr", lr, "a finite number > 0 (e.g. 0.1)")
-    return float(lr)
+    return check_positive("lr", lr, "a finite number > 0 (e.g. 0.1)")
 
 
 def _check_fraction(argument: str, value: float) -> None:

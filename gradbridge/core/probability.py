@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gradbridge.core.backend import Array, Backend, GradbridgeError, InvalidArgument, invalid
+from gradbridge.core.data import check_positive
 
 # ------------------------------------------------------------------ diagnostic tests
 
@@ -243,11 +244,9 @@ def beta_binomial_update(alpha: float, beta: float, successes: float,
     ``beta_binomial_update(1, 1, ...)`` starts from the uniform prior.
     """
     for name, value in (("alpha", alpha), ("beta", beta)):
-        if not (np.isfinite(value) and value > 0):
-            raise invalid(name, value, "a finite number > 0")
+        check_positive(name, value)
     for name, value in (("successes", successes), ("failures", failures)):
-        if not (np.isfinite(value) and value >= 0):
-            raise invalid(name, value, "a finite count >= 0")
+        check_positive(name, value, "a finite count >= 0", allow_zero=True)
     return BetaPosterior(float(alpha + successes), float(beta + failures))
 
 
@@ -265,8 +264,7 @@ def bayesian_linear_regression(be: Backend, X: Any, y: Any, prior_var: float,
     is tiny). Add a column of ones to X for an intercept. Returns backend arrays (d,), (d, d).
     """
     for name, value in (("prior_var", prior_var), ("noise_var", noise_var)):
-        if not (np.isfinite(value) and value > 0):
-            raise invalid(name, value, "a finite variance > 0")
+        check_positive(name, value, "a finite variance > 0")
     xs, ys = be.asarray(X), be.asarray(y)
     if len(xs.shape) == 1:
         xs = be.reshape(xs, (-1, 1))
@@ -310,8 +308,7 @@ class NaiveBayes:
     """
 
     def __init__(self, be: Backend, alpha: float = 1.0) -> None:
-        if not (np.isfinite(alpha) and alpha > 0):
-            raise invalid("alpha", alpha, "a finite smoothing count > 0 (1 is Laplace)")
+        check_positive("alpha", alpha, "a finite smoothing count > 0 (1 is Laplace)")
         self.be = be
         self.alpha = float(alpha)
         self.classes_: tuple[str, ...] = ()

@@ -278,20 +278,12 @@ class _Program:
         """
         if length not in self._chunks:
             be = self.be
-            if self.loops_in_python:
-                step = self.step
+            step = self.step if self.loops_in_python else self._raw_step
 
-                def run_chunk(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
-                    return be.scan(lambda c: step(c, x, y), carry, length)
+            def run_chunk(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
+                return be.scan(lambda c: step(c, x, y), carry, length)
 
-                self._chunks[length] = run_chunk
-            else:
-                raw_step = self._raw_step
-
-                def run_compiled(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
-                    return be.scan(lambda c: raw_step(c, x, y), carry, length)
-
-                self._chunks[length] = be.jit(run_compiled)
+            self._chunks[length] = run_chunk if self.loops_in_python else be.jit(run_chunk)
         return self._chunks[length]
 
 
