@@ -218,7 +218,9 @@ def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
                     else tree_map(fn, value) for key, value in tree.items()}
         if len(rest) == 1:  # the common two-tree case (params and grads), without generators
             other = rest[0]
-            return {key: tree_map(fn, value, other[key]) for key, value in tree.items()}
+            return {key: fn(value, other[key]) if not isinstance(value, _CONTAINERS)
+                    and value is not None else tree_map(fn, value, other[key])
+                    for key, value in tree.items()}
         return {key: tree_map(fn, tree[key], *(r[key] for r in rest)) for key in tree}
     if isinstance(tree, _SEQUENCES):
         mapped = [tree_map(fn, item, *(r[i] for r in rest)) for i, item in enumerate(tree)]

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from gradbridge.backends.numpy import autodiff
+from gradbridge.backends.numpy import autodiff, staging
 from gradbridge.backends.numpy.autodiff import Tracer
+from gradbridge.backends.numpy.staging import Symbol
 from gradbridge.core.backend import Argnums, Array, Axis, BackendBase, Shape
 
 __all__ = ["NumpyBackend"]
@@ -26,7 +27,8 @@ class NumpyBackend(BackendBase):
     name: ClassVar[str] = "numpy"
     notes: ClassVar[tuple[str, ...]] = (
         "gradients by gradbridge's own reverse-mode autodiff (first order)",
-        "no compiler: jit(fn) returns fn",
+        "no compiler: jit(fn) traces fn once per argument signature and replays its NumPy "
+        "calls without the Python around them",
     )
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
@@ -43,7 +45,7 @@ class NumpyBackend(BackendBase):
         """An array of ``obj``; floating input takes the backend's dtype, others keep theirs."""
         if isinstance(obj, Tracer):
             return obj
-        x = np.asarray(obj)
+        x = obj if isinstance(obj, Symbol) else np.asarray(obj)
         if x.dtype.kind == "f" and x.dtype != self.float_dtype:
             return x.astype(self.float_dtype)
         return x
@@ -116,3 +118,6 @@ class NumpyBackend(BackendBase):
     def value_and_grad(self, fn: Callable[..., Array],
                        argnums: Argnums = 0) -> Callable[..., tuple[Array, Any]]:
         return autodiff.value_and_grad(fn, argnums, self.dtype)
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return staging.jit(fn)

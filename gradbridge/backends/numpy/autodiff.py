@@ -72,7 +72,10 @@ class Tape:
 
     def leaf(self, x: Any) -> Tracer:
         """Start tracing ``x`` (a differentiated input) as an array of the tape's dtype."""
-        return self.push(np.asarray(x, dtype=self.dtype), [])
+        if isinstance(x, Tracer):
+            raise NotDifferentiable("grad cannot be nested: the NumPy backend's gradients are "
+                                    "first order")
+        return self.push(cast(x, self.dtype), [])
 
 
 class Tracer:
@@ -236,6 +239,18 @@ def value(x: Any) -> Any:
     return x.value if isinstance(x, Tracer) else x
 
 
+def cast(x: Any, dtype: np.dtype) -> Any:
+    """``x`` as an array or NumPy scalar of ``dtype``, converted only if it is not one already.
+
+    Through ``astype`` rather than ``np.asarray``, so that values a ``jit`` trace stands in for
+    (:mod:`.staging`) stay traced.
+    """
+    current = getattr(x, "dtype", None)
+    if current is not None and current == dtype:  # (np.dtype(None) is float64, so not None)
+        return x
+    return x.astype(dtype) if hasattr(x, "astype") else np.asarray(x, dtype=dtype)
+
+
 def record(out: Any, *inputs: tuple[Any, VJP]) -> Any:
     """Return ``out`` as a tracer linked to the traced ones among ``inputs`` (plain if none)."""
     tape, parents = None, []
@@ -337,11 +352,11 @@ def value_and_grad(fn: Callable[..., Any], argnums: Argnums, dtype: str) -> Call
             g = grads[leaf.index]
             if leaf.value.shape:
                 return (np.zeros(leaf.value.shape, float_dtype) if g is None
-                        else np.array(g, dtype=float_dtype))  # fresh: it aliases nothing
-            return to_dtype(0 if g is None else g)
+                        else g.astype(float_dtype))  # a fresh copy: it aliases nothing
+            return to_dtype(0) if g is None else cast(g, float_dtype)[()]  # a NumPy scalar
 
         wrt = tuple(tree_map(gradient, inputs[i]) for i in nums)
-        loss = np.array(result, dtype=float_dtype).reshape(())
+        loss = np.copy(np.reshape(cast(result, float_dtype), ()))  # a 0-D array
         return loss, wrt[0] if isinstance(argnums, int) else wrt
 
     return value_and_grad_fn
@@ -380,7 +395,7 @@ def _times(other: Any, shape: tuple[int, ...]) -> VJP:
     large N.
     """
     def vjp(g: Any) -> Any:
-        if shape == () and g.ndim and isinstance(other, np.ndarray) and other.shape == g.shape:
+        if shape == () and g.ndim and getattr(other, "shape", None) == g.shape:
             return inner(g, other)
         return g * other
 
@@ -490,11 +505,11 @@ def where(condition: Any, x1: Any, x2: Any) -> Any:
 def clip(x: Any, min: Any = None, max: Any = None) -> Any:
     """``x`` limited to ``[min, max]`` (constant bounds); gradient 1 inside, bounds included."""
     a, low, high = value(x), value(min), value(max)
-    inside = np.ones(a.shape, dtype=bool)
+    inside: Any = True
     if low is not None:
-        inside &= a >= low
+        inside = a >= low
     if high is not None:
-        inside &= a <= high
+        inside = inside & (a <= high)
     return record(np.clip(a, low, high), (x, lambda g: np.where(inside, g, 0)))
 
 
@@ -559,6 +574,8 @@ def expand(g: Any, kept: tuple[int, ...], shape: tuple[int, ...]) -> Any:
     A read-only view with zero strides, as ``np.broadcast_to`` returns, but built directly:
     that halves the cost of a reduction's VJP, which matters in small, fast steps.
     """
+    if not isinstance(g, np.ndarray | np.generic):  # traced by jit (.staging): the same view
+        return np.broadcast_to(np.reshape(g, kept), shape)
     g = np.ascontiguousarray(g).reshape(kept)
     strides = tuple(0 if k != n else s for k, n, s in zip(kept, shape, g.strides, strict=True))
     view = np.ndarray(shape, g.dtype, g, strides=strides)
@@ -707,7 +724,7 @@ def getitem(x: Any, key: Any) -> Any:
     key = tuple(value(k) for k in key) if isinstance(key, tuple) else value(key)
 
     def scatter(g: Any) -> Any:
-        full = np.zeros(shape, dtype=g.dtype)
+        full = np.zeros_like(g, shape=shape)
         if _is_basic_index(key):
             full[key] = g
         else:  # integer-array or boolean indices may repeat an element: add them all up

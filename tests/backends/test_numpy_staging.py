@@ -1,0 +1,244 @@
+"""The NumPy backend's ``jit``: a traced program replays exactly what eager NumPy computes.
+
+References are the same functions run eagerly (not jitted) on the same inputs; since a replay
+makes the same NumPy calls in the same order, results must be bitwise equal (tolerance 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradbridge.backends.numpy import NumpyBackend, autodiff, staging
+from gradbridge.core import losses, models, optim
+from gradbridge.core.backend import tree_map
+
+be = NumpyBackend(dtype="float64")
+
+
+def assert_same(actual: Any, expected: Any) -> None:
+    """Same tree, same types, same dtypes and shapes, bitwise the same numbers."""
+    assert type(actual) is type(expected)
+    if isinstance(expected, dict):
+        assert list(actual) == list(expected)
+        for key in expected:
+            assert_same(actual[key], expected[key])
+    elif isinstance(expected, tuple | list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected, strict=True):
+            assert_same(a, e)
+    elif isinstance(expected, np.ndarray | np.generic):
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        np.testing.assert_array_equal(actual, expected, strict=True)
+    else:
+        assert actual == expected
+
+
+def training_step(model: Any, loss: str, opt: Any) -> Any:
+    """fit's step, written out: one value_and_grad and one optimizer update."""
+    loss_fn = losses.get(loss)
+    value_and_grad = be.value_and_grad(lambda p, x, y: loss_fn(be, model(be, p, x), y))
+
+    def step(carry: Any, x: Any, y: Any) -> Any:
+        params, state = carry
+        value, grads = value_and_grad(params, x, y)
+        return opt.update(be, params, grads, state), value
+
+    return step
+
+
+def many_ops(p: dict[str, Any], x: Any) -> Any:
+    """Operators, indexing, reductions, joins: differentiable, so also checked under grad."""
+    h = np.tanh(x @ p["W"] + p["b"])
+    h = be.concat([h, be.exp(-h[:, :1])], axis=1)
+    s = be.stack([be.sum(h, axis=0), be.max(h, axis=0)])
+    t = be.clip(be.logsumexp(s, axis=1), -1.0, 1.0)
+    u = be.reshape(be.where(h > 0, h, 0.5 * h).T, (-1,))
+    return be.mean(u ** 2) + be.sum(t) + be.min(be.abs(s)) + be.sum(h[1:3, [0, 2, 2]])
+
+
+def in_place_ops(x: Any) -> Any:
+    """Writes into arrays the function made itself, which a replay repeats in order."""
+    fresh = np.zeros_like(x)
+    fresh[:, 0] = x[:, 0] * 2
+    fresh += x
+    view = fresh[1:]
+    np.multiply(view, 3.0, out=view)
+    return fresh, be.sum(view)
+
+
+def regression_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    return x, 3 * x + 2 + 0.1 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("model, loss, opt, params", [
+    (models.linear1d, "mse", optim.sgd(0.05), {"w": np.float64(0.0), "b": np.float64(0.0)}),
+    (models.mlp("tanh"), "mse", optim.adam(0.01), models.init_mlp([1, 8, 1], seed=1)),
+    (models.mlp("relu"), "mse", optim.momentum(0.01), models.init_mlp([1, 8, 1], seed=2)),
+])
+def test_replayed_training_steps_equal_eager_ones_bitwise(model: Any, loss: str, opt: Any,
+                                                          params: Any) -> None:
+    step = training_step(model, loss, opt)
+    staged = be.jit(step)
+    x, y = regression_data(50, seed=0)
+    if model is not models.linear1d:
+        x = x[:, None]
+    carry_eager = carry_staged = (params, opt.init(be, params))
+    for _ in range(20):  # the first calls trace, the later ones replay
+        carry_eager, loss_eager = step(carry_eager, x, y)
+        carry_staged, loss_staged = staged(carry_staged, x, y)
+        assert_same(loss_staged, loss_eager)
+        assert_same(carry_staged, carry_eager)
+    assert staged.reason is None and staged.programs
+
+
+def test_a_replay_runs_no_autodiff_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After tracing, a step's gradients come from the recorded NumPy calls alone."""
+    staged = be.jit(training_step(models.linear1d, "mse", optim.sgd(0.1)))
+    x, y = regression_data(20, seed=1)
+    carry = ({"w": np.float64(0.5), "b": np.float64(0.0)}, {})
+    staged(carry, x, y)
+    expected = training_step(models.linear1d, "mse", optim.sgd(0.1))(carry, x, y)
+
+    def no_tape(*args: Any) -> None:
+        raise AssertionError("the autodiff tape ran during a replay")
+
+    monkeypatch.setattr(autodiff.Tape, "__init__", no_tape)
+    assert_same(staged(carry, x, y), expected)
+    assert "np." in (staged.source or "") and "Tracer" not in (staged.source or "")
+
+
+def test_many_operations_replay_bitwise() -> None:
+    rng = np.random.default_rng(3)
+    staged = be.jit(many_ops)
+    gradient = be.jit(be.value_and_grad(many_ops))
+    for _ in range(4):
+        p = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+        x = rng.standard_normal((6, 3))
+        assert_same(staged(p, x), many_ops(p, x))
+        assert_same(gradient(p, x), be.value_and_grad(many_ops)(p, x))
+    assert staged.reason is None and gradient.reason is None
+
+
+def test_writes_into_arrays_made_inside_replay_in_order() -> None:
+    staged = be.jit(in_place_ops)
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((4, 3))
+        assert_same(staged(x), in_place_ops(x))
+    assert staged.reason is None
+
+
+def test_a_new_signature_traces_again() -> None:
+    staged = be.jit(lambda x, k: be.sum(x * k))
+    for x in (np.ones(3), np.ones(4), np.ones(4, np.float32), np.ones((4, 2))[:, 0]):
+        for k in (2.0, 3, -0.0, 0.0):
+            assert_same(staged(x, k), np.sum(x * k))
+    assert len(staged.programs) == staging.PROGRAMS_KEPT  # 16 signatures, the last 8 kept
+    assert_same(staged(np.ones(3), 0.5), np.sum(np.ones(3) * 0.5))
+
+
+def test_negative_zero_is_its_own_constant() -> None:
+    staged = be.jit(lambda x, k: np.divide(x, k))
+    with np.errstate(divide="ignore"):
+        assert_same(staged(np.ones(2), 0.0), np.full(2, np.inf))
+        assert_same(staged(np.ones(2), -0.0), np.full(2, -np.inf))
+
+
+def control_flow(x: Any) -> Any:
+    return x * 2 if be.sum(x) > 0 else x - 1
+
+
+@pytest.mark.parametrize("fn, reason", [
+    (control_flow, "control flow"),
+    (lambda x: x * float(x[0]), "control flow"),
+    (lambda x: np.asarray(x) + 1, "plain array"),
+    (lambda x: x.view(np.int64), "attribute 'view'"),
+])
+def test_what_a_replay_cannot_repeat_runs_eagerly(fn: Any, reason: str) -> None:
+    staged = be.jit(fn)
+    for x in (np.array([1.0, 2.0]), np.array([-3.0, 1.0]), np.array([4.0, -9.0])):
+        assert_same(staged(x), fn(x))
+    assert staged.reason is not None and reason in staged.reason
+    assert not staged.programs
+
+
+def test_a_swallowed_stop_still_stops_the_trace() -> None:
+    def careless(x: Any) -> Any:
+        try:
+            scale = float(x[0])
+        except Exception:  # the point: user code that catches broadly
+            scale = 1.0
+        return x * scale
+
+    staged = be.jit(careless)
+    for x in (np.array([2.0, 1.0]), np.array([5.0, 1.0])):
+        assert_same(staged(x), x * x[0])
+    assert staged.reason is not None
+
+
+def test_in_place_writes_into_arguments_run_eagerly_and_once() -> None:
+    def bump(x: Any) -> Any:
+        x += 1.0
+        return x * 2
+
+    staged = be.jit(bump)
+    x = np.zeros(3)
+    assert_same(staged(x), np.full(3, 2.0))
+    assert_same(x, np.ones(3))  # written once, not once per trace attempt
+    assert staged.reason is not None and "argument" in staged.reason
+
+
+def test_in_place_writes_into_outside_arrays_run_eagerly() -> None:
+    total = np.zeros(2)
+
+    def accumulate(x: Any) -> Any:
+        np.add(total, x, out=total)
+        return total * 1.0
+
+    staged = be.jit(accumulate)
+    for k in range(1, 4):
+        assert_same(staged(np.ones(2)), np.full(2, float(k)))
+    assert staged.reason is not None
+
+
+def test_constant_outputs_are_fresh_arrays_on_every_call() -> None:
+    """A gradient that does not depend on the input is a new zeros array each time."""
+    staged = be.jit(be.grad(lambda p, x: be.sum(p["a"] * x), argnums=0))
+    p = {"a": np.ones(3), "unused": np.ones(2)}
+    first = staged(p, np.ones(3))
+    first["unused"][:] = 7.0
+    second = staged(p, np.ones(3))
+    assert_same(second["unused"], np.zeros(2))
+    third = staged(p, np.ones(3))
+    assert third["unused"] is not second["unused"]
+
+
+def test_arguments_it_cannot_trace_run_eagerly_each_call() -> None:
+    class Scale:
+        factor = 3.0
+
+    staged = be.jit(lambda x, s: x * getattr(s, "factor", s))
+    assert_same(staged(np.ones(2), Scale()), np.full(2, 3.0))
+    assert not staged.programs and staged.reason is None  # eager for that call only
+    assert_same(staged(np.ones(2), 2.0), np.full(2, 2.0))
+    assert staged.programs
+
+
+def test_jitting_twice_is_one_staged_function() -> None:
+    staged = be.jit(lambda x: x + 1)
+    assert be.jit(staged) is staged
+
+
+def test_grad_inside_jit_and_tree_outputs() -> None:
+    def losses_and_grads(p: Any, x: Any) -> Any:
+        value, grads = be.value_and_grad(lambda q: be.mean((q["w"] * x - 1.0) ** 2))(p)
+        return [value, tree_map(lambda g: g * 2, grads), (None, 1, "label")]
+
+    staged = be.jit(losses_and_grads)
+    for w in (0.5, 1.5):
+        p = {"w": np.array([w, -w])}
+        assert_same(staged(p, np.arange(2.0)), losses_and_grads(p, np.arange(2.0)))
