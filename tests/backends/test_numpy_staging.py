@@ -242,3 +242,22 @@ def test_grad_inside_jit_and_tree_outputs() -> None:
     for w in (0.5, 1.5):
         p = {"w": np.array([w, -w])}
         assert_same(staged(p, np.arange(2.0)), losses_and_grads(p, np.arange(2.0)))
+
+
+def test_a_chain_of_elementwise_operations_allocates_one_array() -> None:
+    """Single-use values are written into the next line, so NumPy reuses the temporaries
+    (its elision of temporaries >= 256 KiB), as hand-written ``w * x + b - y`` does."""
+    import tracemalloc
+
+    staged = be.jit(lambda w, b, x, y: ((w * x + b) - y) * 0.5)
+    x, y = regression_data(200_000, seed=4)  # 1.6 MB each
+    w, b = np.float64(3.0), np.float64(2.0)
+    staged(w, b, x, y)
+    tracemalloc.start()
+    try:
+        result = staged(w, b, x, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_same(result, ((w * x + b) - y) * 0.5)
+    assert peak < 1.25 * x.nbytes  # one array-sized result; eager NumPy calls would make four

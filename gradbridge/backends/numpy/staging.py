@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,14 @@ OPERATORS: dict[str, str] = {
     "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
 }
 """Python's binary operators, by the name of their dunder method."""
+
+UFUNC_OPERATORS: dict[Any, str] = {np.add: "+", np.subtract: "-", np.multiply: "*",
+                                   np.divide: "/", np.power: "**"}
+"""Ufuncs recorded as operators: the same NumPy call, which may reuse a temporary operand."""
+
+MARK = "\x00"
+"""Brackets a variable's name in recorded code until the program is written out (a NUL
+cannot occur in the repr of a constant, so only variables are ever replaced)."""
 
 
 class Unstageable(BaseException):
@@ -176,7 +185,7 @@ class Trace:
     """The program being written by one traced call: its lines and the names they use."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[tuple[str | None, str]] = []  # (the one name it defines, code)
         self.namespace: dict[str, Any] = {"np": np, "operator": operator}
         self.constants: dict[int, str] = {}
         self.inputs: list[Symbol] = []
@@ -233,7 +242,9 @@ class Trace:
         result = func(*_values(args), **{k: _values(v) for k, v in kwargs.items()})
         rendered = [self.render(a) for a in args]
         named = {k: self.render(v) for k, v in kwargs.items()}
-        if template is None:
+        if template is None and not kwargs and len(args) == 2 and func in UFUNC_OPERATORS:
+            line = f"{rendered[0]} {UFUNC_OPERATORS[func]} {rendered[1]}"  # lets NumPy elide
+        elif template is None:
             keywords = [f"{k}={v}" for k, v in named.items()]
             line = f"{self.function_name(func)}({', '.join(rendered + keywords)})"
         else:
@@ -244,21 +255,22 @@ class Trace:
              kwargs: dict[str, Any]) -> Any:
         """Give the result of ``line`` a name (or names), or none when it returns nothing."""
         if result is None:
-            self.lines.append(line)
+            self.lines.append((None, line))
             return None
         if isinstance(result, np.ndarray):  # an argument written in place and returned (out=)
             for candidate in _symbols((args, kwargs)):
                 if candidate.value is result:
-                    self.lines.append(line)
+                    self.lines.append((None, line))
                     return candidate
         if isinstance(result, np.ndarray | np.generic):
             symbol = self.symbol(result)
-            self.lines.append(f"{symbol.name} = {line}")
+            self.lines.append((symbol.name, line))
             return symbol
         if type(result) in (tuple, list) and result and all(
                 isinstance(r, np.ndarray | np.generic) for r in result):
             symbols = [self.symbol(r) for r in result]
-            self.lines.append(f"{', '.join(s.name for s in symbols)}, = {line}")
+            names = "".join(f"{MARK}{s.name}{MARK}, " for s in symbols)
+            self.lines.append((None, f"{names}= {line}"))
             return type(result)(symbols)
         raise self.stop(f"a recorded call returned a {type(result).__name__}")
 
@@ -277,7 +289,7 @@ class Trace:
         if isinstance(obj, Symbol):
             if obj.trace is not self:
                 raise self.stop("a value traced by another jit call was used here")
-            return obj.name
+            return f"{MARK}{obj.name}{MARK}"
         if type(obj) is tuple:
             return "(" + "".join(self.render(o) + ", " for o in obj) + ")"
         if type(obj) is list:
@@ -324,8 +336,9 @@ class Trace:
         if self.stopped:
             raise Unstageable(self.stopped)
         parameters = ", ".join(s.name for s in self.inputs)
-        body = "".join(f"    {line}\n" for line in self.lines)
-        source = f"def replay({parameters}):\n{body}    return {result}\n"
+        lines = inline_single_uses([*self.lines, (None, f"return {result}")])
+        body = "".join(f"    {line}\n" for line in lines)
+        source = f"def replay({parameters}):\n{body}"
         exec(compile(source, "<gradbridge replay>", "exec"), self.namespace)
         replay: Callable[..., Any] = self.namespace["replay"]
         replay.source = source  # type: ignore[attr-defined]
@@ -346,6 +359,27 @@ class Trace:
         if isinstance(out, np.ndarray):  # made without traced values: a fresh copy per call
             return f"{self.constant(out)}.copy()"
         raise self.stop(f"the function returned a {kind.__name__}")
+
+
+def inline_single_uses(lines: list[tuple[str | None, str]]) -> list[str]:
+    """The lines as source, each value used once, by the very next line, written into it.
+
+    ``v5 = v0 * v2`` followed by ``v6 = v5 + v1`` becomes ``v6 = (v0 * v2) + v1``: the
+    product is then a temporary NumPy may overwrite (its temporary elision), so a chain of
+    elementwise operations on large arrays allocates one array instead of one per step, as in
+    hand-written NumPy. Only the next line may absorb a value, so nothing runs out of order.
+    """
+    uses = Counter(re.findall(f"{MARK}(v\\d+){MARK}", "".join(code for _, code in lines)))
+    merged: list[tuple[str | None, str]] = []
+    for name, code in lines:
+        if merged:
+            previous, previous_code = merged[-1]
+            marker = f"{MARK}{previous}{MARK}"
+            if previous is not None and uses[previous] == 1 and marker in code:
+                merged.pop()
+                code = code.replace(marker, f"({previous_code})")
+        merged.append((name, code))
+    return [(f"{name} = " if name else "") + code.replace(MARK, "") for name, code in merged]
 
 
 def _values(obj: Any) -> Any:
