@@ -146,6 +146,55 @@ def test_fused_mean_squared_error_matches_the_formula(be64: TorchBackend) -> Non
     np.testing.assert_allclose(float(wide), np.mean((p[:, None] - t) ** 2), rtol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fast_gradient_path_equals_torchs_public_functions(dtype: str) -> None:
+    """mean_squared_error and value_and_grad call past torch's Python wrappers for plain
+    tensors (see "Gradient speed"): bit for bit what mse_loss and autograd.grad give, nested
+    (create_graph) included. Guards the private torch entry points across torch upgrades."""
+    be = TorchBackend(dtype=dtype)
+    rng = np.random.default_rng(0)
+    x, y = be.asarray(rng.standard_normal(50)), be.asarray(rng.standard_normal(50))
+    w0, b0 = be.asarray(0.7), be.asarray(-0.2)
+
+    def objective(p: Any) -> Any:
+        return be.mean_squared_error(p["w"] * x + p["b"], y)
+
+    value, grads = be.value_and_grad(objective)({"w": w0, "b": b0})
+    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    expected = torch.nn.functional.mse_loss(w * x + b, y)
+    gw, gb = torch.autograd.grad(expected, (w, b))
+    assert value.dtype == expected.dtype and not value.requires_grad
+    assert torch.equal(value, expected.detach())
+    assert torch.equal(grads["w"], gw) and torch.equal(grads["b"], gb)
+    # A gradient of a gradient: the inner call keeps its graph (create_graph=True).
+    second = be.grad(lambda v: be.grad(lambda u: objective({"w": u, "b": b0}))(v))(w0)
+    u = w0.clone().requires_grad_(True)
+    (inner,) = torch.autograd.grad(torch.nn.functional.mse_loss(u * x + b0, y), u,
+                                   create_graph=True)
+    (outer,) = torch.autograd.grad(inner, u)
+    assert torch.equal(second, outer)
+
+
+def test_torch_function_modes_see_torchs_public_functions(be32: TorchBackend) -> None:
+    """Under a torch function mode (or with tensor subclasses) the fast path is not taken:
+    the mode sees torch.nn.functional.mse_loss and torch.autograd.grad, as it would in plain
+    torch code."""
+    seen: list[Any] = []
+
+    class Recorder(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    x = be32.asarray([1.0, 2.0, 4.0])
+    with Recorder():
+        value, grad = be32.value_and_grad(lambda w: be32.mean_squared_error(w * x, x))(
+            be32.asarray(2.0))
+    assert torch.nn.functional.mse_loss in seen and torch.autograd.grad in seen
+    assert float(value) == 7.0 and float(grad) == 14.0  # mean(x^2) and 2 mean(x^2), exact
+
+
 # ------------------------------------------------------------------------------ scan
 
 
