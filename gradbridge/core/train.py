@@ -7,7 +7,8 @@ epochs; elsewhere ``scan`` is a Python loop over ``be.jit(step)`` (eager on NumP
 PyTorch unless torch.compile is switched on, which then compiles the step once instead of
 unrolling the loop). The host looks at the losses once per chunk (one device sync), checks them
 for divergence and, if it has to stop, replays from the chunk's start to recover the last good
-parameters. The compiled functions are kept across calls for the same backend, model, loss
+parameters. Without callbacks the next chunk is launched before the host looks, so on JAX
+(which dispatches asynchronously) the check overlaps the device's work instead of stalling it. The compiled functions are kept across calls for the same backend, model, loss
 and optimizer, so fitting the same problem again does not compile again.
 
 Data are converted once, on the host, to the backend's dtype (not at all when they already
@@ -45,6 +46,8 @@ PROGRAMS_KEPT = 16
 """How many (backend, model, loss, optimizer) programs stay compiled between ``fit`` calls."""
 
 Carry = tuple[Params, dict[str, Any]]
+_Launched = tuple[Any, tuple[int, Carry], int]
+"""A chunk in flight: its losses where the backend made them, its (epoch, carry) start, length."""
 
 
 @dataclass
@@ -319,7 +322,20 @@ class _Runner:
 
     def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
         """Run epochs first_epoch .. first_epoch + length - 1; their losses in float64."""
+        carry, values = self.launch(carry, first_epoch, length)
+        return carry, self.fetch(values, length)
+
+    def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, Any]:
+        """Start those epochs; their losses stay where the backend made them (see fetch).
+
+        On a backend that dispatches asynchronously (JAX) this returns before the work is
+        done, so the host can look at the previous chunk's losses meanwhile.
+        """
         raise NotImplementedError
+
+    def fetch(self, values: Any, length: int) -> np.ndarray:
+        """The losses ``launch`` returned for ``length`` epochs, on the host in float64."""
+        return np.asarray(values, dtype=np.float64)
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         """Compile what the run will call, outside the clock; returns the epochs it executed."""
@@ -341,9 +357,11 @@ class _FullBatch(_Runner):
         super().__init__(program)
         self.x, self.y = self.be.asarray(x_host), self.be.asarray(y_host)
 
-    def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
-        carry, values = self.program.chunk(length)(carry, self.x, self.y)
-        return carry, np.asarray(self.be.to_numpy(values), dtype=np.float64).reshape(length)
+    def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, Any]:
+        return self.program.chunk(length)(carry, self.x, self.y)
+
+    def fetch(self, values: Any, length: int) -> np.ndarray:
+        return np.asarray(self.be.to_numpy(values), dtype=np.float64).reshape(length)
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         for length in lengths:
@@ -371,7 +389,7 @@ class _MiniBatch(_Runner):
         self.n = x_host.shape[0]
         self.batches_per_epoch = math.ceil(self.n / batch_size)
 
-    def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
+    def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
         be, step = self.be, self.program.step
         batches = self._batches(first_epoch, length)
         if self.program.loops_in_python:  # scan's loop pulls one batch per step
@@ -430,28 +448,50 @@ class _Loop:
         epoch, previous = 0, (0, carry)
         stopped = False
         tic = time.perf_counter()
-        for length in self.lengths:
-            chunk_start = (epoch, carry)
-            carry, values = self.runner.run(carry, epoch, length)
-            bad = np.flatnonzero(~(np.isfinite(values) & (values <= self.max_loss)))
-            if bad.size:
-                self._record(values[:bad[0]])
-                raise self._diverged(epoch + int(bad[0]), float(values[bad[0]]),
-                                     previous, chunk_start, time.perf_counter() - tic)
-            self._record(values)
-            previous, epoch = chunk_start, epoch + length
-            if self.callbacks:
+        if self.callbacks:
+            for length in self.lengths:
+                chunk_start = (epoch, carry)
+                carry, values = self.runner.run(carry, epoch, length)
+                self._check(values, previous, chunk_start, tic)
+                previous, epoch = chunk_start, epoch + length
                 info = EpochEnd(epoch - 1, float(values[-1]), self._in_order(chunk_start[1][0]),
                                 self._in_order(carry[0]), be)
                 if any([_call(callback, info) for callback in self.callbacks]):
                     stopped = epoch < self.epochs
                     break
+        else:  # chunk k + 1 is launched before chunk k's losses are checked (see launch)
+            pending: _Launched | None = None
+            for length in self.lengths:
+                chunk_start = (epoch, carry)
+                carry, values = self.runner.launch(carry, epoch, length)
+                if pending is not None:
+                    previous = self._check_launched(pending, previous, tic)
+                pending, epoch = (values, chunk_start, length), epoch + length
+            if pending is not None:
+                self._check_launched(pending, previous, tic)
         be.synchronize()
         run_s = time.perf_counter() - tic
         per_epoch_s = run_s / epoch
         compile_s = max(0.0, warm_s - warm_epochs * per_epoch_s)
         return self._history(carry[0], stopped, compile_s, run_s,
                              self.runner.full_loss(carry[0]))
+
+    def _check_launched(self, launched: _Launched, previous: tuple[int, Carry],
+                        tic: float) -> tuple[int, Carry]:
+        """Check a launched chunk's losses; its start is the next chunk's ``previous``."""
+        values, chunk_start, length = launched
+        self._check(self.runner.fetch(values, length), previous, chunk_start, tic)
+        return chunk_start
+
+    def _check(self, values: np.ndarray, previous: tuple[int, Carry],
+               chunk_start: tuple[int, Carry], tic: float) -> None:
+        """Keep a chunk's losses, or raise TrainingDiverged at its first bad one."""
+        bad = np.flatnonzero(~(np.isfinite(values) & (values <= self.max_loss)))
+        if bad.size:
+            self._record(values[:bad[0]])
+            raise self._diverged(chunk_start[0] + int(bad[0]), float(values[bad[0]]),
+                                 previous, chunk_start, time.perf_counter() - tic)
+        self._record(values)
 
     def _diverged(self, bad_epoch: int, bad_loss: float, previous: tuple[int, Carry],
                   chunk_start: tuple[int, Carry], run_s: float) -> TrainingDiverged:
