@@ -3,13 +3,14 @@
 One training step is a pure function ``(params, state) -> (params, state), loss``. Full-batch
 training without callbacks runs epochs in chunks: on a backend whose ``scan`` compiles into one
 loop (JAX's lax.scan) a chunk is ``be.jit(scan(step))``, one compiled call for up to MAX_CHUNK
-epochs; elsewhere ``scan`` is a Python loop over ``be.jit(step)`` (eager on NumPy, and on
-PyTorch unless torch.compile is switched on, which then compiles the step once instead of
-unrolling the loop). The host looks at the losses once per chunk (one device sync), checks them
-for divergence and, if it has to stop, replays from the chunk's start to recover the last good
-parameters. Without callbacks the next chunk is launched before the host looks, so on JAX
-(which dispatches asynchronously) the check overlaps the device's work instead of stalling it. The compiled functions are kept across calls for the same backend, model, loss
-and optimizer, so fitting the same problem again does not compile again.
+epochs; elsewhere ``scan`` is a Python loop over ``be.jit(step)`` (on NumPy a traced and
+replayed step, on PyTorch eager unless torch.compile is switched on, which then compiles the
+step once instead of unrolling the loop). The host looks at the losses once per chunk (one
+device sync), checks them for divergence and, if it has to stop, replays from the chunk's start
+to recover the last good parameters. Without callbacks the next chunk is launched before the
+host looks, so on JAX (which dispatches asynchronously) the check overlaps the device's work
+instead of stalling it. The compiled functions are kept across calls for the same backend,
+model, loss and optimizer, so fitting the same problem again does not compile again.
 
 Data are converted once, on the host, to the backend's dtype (not at all when they already
 have it). Full-batch training keeps only the backend's copy; mini-batch training keeps only the

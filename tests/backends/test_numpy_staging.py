@@ -261,3 +261,23 @@ def test_a_chain_of_elementwise_operations_allocates_one_array() -> None:
         tracemalloc.stop()
     assert_same(result, ((w * x + b) - y) * 0.5)
     assert peak < 1.25 * x.nbytes  # one array-sized result; eager NumPy calls would make four
+
+
+def test_threads_share_a_staged_function() -> None:
+    """Traces and replays from several threads at once (fit's programs are shared)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    staged = be.jit(training_step(models.linear1d, "mse", optim.sgd(0.05)))
+    step = training_step(models.linear1d, "mse", optim.sgd(0.05))
+
+    def train(n: int) -> tuple[Any, Any]:
+        x, y = regression_data(n, seed=n)
+        carry_staged = carry_eager = ({"w": np.float64(0.0), "b": np.float64(0.0)}, {})
+        for _ in range(30):
+            carry_staged, _ = staged(carry_staged, x, y)
+            carry_eager, _ = step(carry_eager, x, y)
+        return carry_staged, carry_eager
+
+    with ThreadPoolExecutor(4) as pool:
+        for staged_carry, eager_carry in pool.map(train, [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]):
+            assert_same(staged_carry, eager_carry)

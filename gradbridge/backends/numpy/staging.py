@@ -20,6 +20,7 @@ which one happened.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import operator
@@ -33,7 +34,7 @@ import numpy as np
 from gradbridge.backends.numpy.autodiff import Tracer
 
 PROGRAMS_KEPT = 8
-"""Traces kept per function (argument signatures), least recently used dropped first."""
+"""Traces kept per function (argument signatures), the oldest dropped first."""
 
 STATIC_TYPES = (bool, int, float, complex, str, type(None))
 """Argument leaves that become constants of a trace, compared by value."""
@@ -483,7 +484,6 @@ class Staged:
         program = self.programs.get(key)
         if program is None:
             return self.trace(key, args, leaves)
-        self.programs.move_to_end(key)
         return program(*leaves)
 
     def trace(self, key: Any, args: tuple[Any, ...], leaves: list[Any]) -> Any:
@@ -496,8 +496,9 @@ class Staged:
             self.reason = trace.stopped or str(stop)
             return self.fn(*args)
         self.programs[key] = program
-        while len(self.programs) > PROGRAMS_KEPT:
-            self.programs.popitem(last=False)
+        while len(self.programs) > PROGRAMS_KEPT:  # oldest first; another thread may be here too
+            with contextlib.suppress(KeyError):
+                self.programs.popitem(last=False)
         self.source = program.source  # type: ignore[attr-defined]
         return program(*leaves)  # not the traced values: constants come back as fresh copies
 
