@@ -157,6 +157,8 @@ def control_flow(x: Any) -> Any:
     (lambda x: x * float(x[0]), "control flow"),
     (lambda x: np.asarray(x) + 1, "plain array"),
     (lambda x: x.view(np.int64), "attribute 'view'"),
+    (lambda x: be.sum(x[x > 0]), "boolean mask"),
+    (lambda x: np.nonzero(x > 0)[0] * 1.5, "depends on the values"),
 ])
 def test_what_a_replay_cannot_repeat_runs_eagerly(fn: Any, reason: str) -> None:
     staged = be.jit(fn)

@@ -61,6 +61,10 @@ UFUNC_OPERATORS: dict[Any, str] = {np.add: "+", np.subtract: "-", np.multiply: "
                                    np.divide: "/", np.power: "**"}
 """Ufuncs recorded as operators: the same NumPy call, which may reuse a temporary operand."""
 
+VALUE_SHAPED = frozenset({np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.extract,
+                          np.compress, np.trim_zeros})
+"""Functions whose result's shape depends on the values: a trace would fix that shape."""
+
 MARK = "\x00"
 """Brackets a variable's name in recorded code until the program is written out (a NUL
 cannot occur in the repr of a constant, so only variables are ever replaced)."""
@@ -114,6 +118,9 @@ class Symbol:
         raise self.trace.stop(f"attribute {name!r} of a traced value is not recorded")
 
     def __getitem__(self, key: Any) -> Any:
+        if any(s.value.dtype == bool for s in _symbols(key)):
+            raise self.trace.stop("a boolean mask selects a number of elements that depends "
+                                  "on the values")
         return self.trace.emit(operator.getitem, (self, key), {}, "{0}[{1}]")
 
     def __setitem__(self, key: Any, item: Any) -> None:
@@ -217,6 +224,8 @@ class Trace:
         """Record a NumPy function or ufunc (method) applied to traced values."""
         if any(_defers(a) for a in args) or any(_defers(v) for v in kwargs.values()):
             return NotImplemented
+        if func in VALUE_SHAPED or (func is np.where and len(args) == 1):
+            raise self.stop(f"the shape numpy.{func.__name__} returns depends on the values")
         out = kwargs.get("out")
         writes = out if out is not None else (args[0] if getattr(func, "__name__", "") == "at"
                                               else None)
