@@ -10,8 +10,8 @@ the same NumPy calls in the same order, so the same bits, without the Python aro
 ``staged.source`` shows the program (it reads like hand-written NumPy).
 
 The contract is JAX's ``jit``: the function is pure. Python side effects happen while tracing
-only, and Python numbers among the arguments are constants of a trace (another value traces
-again). What a replay could not repeat faithfully makes the function run eagerly from then on,
+only, random numbers drawn inside it are drawn once (pass them in as arguments instead), and
+Python numbers among the arguments are constants of a trace (another value traces again). What a replay could not repeat faithfully makes the function run eagerly from then on,
 with the same results: control flow on array values (``bool``, ``float``, ``if x > 0``),
 turning a traced value into a plain array, writing in place into the arguments or into arrays
 made outside the NumPy calls traced, argument or result types it does not know. ``reason`` says
