@@ -283,3 +283,27 @@ def test_threads_share_a_staged_function() -> None:
     with ThreadPoolExecutor(4) as pool:
         for staged_carry, eager_carry in pool.map(train, [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]):
             assert_same(staged_carry, eager_carry)
+
+
+@pytest.mark.parametrize("model, loss, optimizer, batch_size", [
+    (models.linear, "mse", "sgd", None),
+    (models.logistic, "binary_cross_entropy", "momentum", None),
+    (models.mlp("tanh"), "mse", "adam", 16),
+    (models.mlp("relu"), "softmax_cross_entropy", "adam", None),
+])
+def test_fit_replays_every_built_in_problem(model: Any, loss: str, optimizer: str,
+                                            batch_size: int | None) -> None:
+    """A change that made fit's step fall back to eager would only show as lost speed."""
+    from gradbridge.core import train
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 3))
+    targets = {"mse": x @ np.array([1.0, -2.0, 0.5]), "binary_cross_entropy":
+               (x[:, 0] > 0).astype(float), "softmax_cross_entropy": np.eye(3)[x.argmax(1)]}
+    outputs = 3 if loss == "softmax_cross_entropy" else 1
+    params = (models.init_mlp([3, 8, outputs]) if model not in (models.linear, models.logistic)
+              else models.init_linear(3))
+    train.fit(model, loss, params, x, targets[loss], backend=be, optimizer=optimizer,
+              lr=0.01, epochs=3, batch_size=batch_size)
+    program = train._program(be, model, losses.get(loss), optim.get(optimizer)(0.01))
+    assert program.step.reason is None and program.step.programs
