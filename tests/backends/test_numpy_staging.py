@@ -194,6 +194,17 @@ def test_in_place_writes_into_arguments_run_eagerly_and_once() -> None:
     assert staged.reason is not None and "argument" in staged.reason
 
 
+def test_a_method_writing_into_an_argument_runs_eagerly() -> None:
+    def clip_in_place(x: Any) -> Any:
+        return x.clip(0.0, 1.0, out=x) * 2
+
+    staged = be.jit(clip_in_place)
+    x = np.array([-1.0, 0.5, 3.0])
+    assert_same(staged(x), np.array([0.0, 1.0, 2.0]))
+    assert_same(x, np.array([0.0, 0.5, 1.0]))
+    assert staged.reason is not None and "argument" in staged.reason
+
+
 def test_in_place_writes_into_outside_arrays_run_eagerly() -> None:
     total = np.zeros(2)
 

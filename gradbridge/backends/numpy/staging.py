@@ -11,11 +11,12 @@ the same NumPy calls in the same order, so the same bits, without the Python aro
 
 The contract is JAX's ``jit``: the function is pure. Python side effects happen while tracing
 only, random numbers drawn inside it are drawn once (pass them in as arguments instead), and
-Python numbers among the arguments are constants of a trace (another value traces again). What a replay could not repeat faithfully makes the function run eagerly from then on,
-with the same results: control flow on array values (``bool``, ``float``, ``if x > 0``),
-turning a traced value into a plain array, writing in place into the arguments or into arrays
-made outside the NumPy calls traced, argument or result types it does not know. ``reason`` says
-which one happened.
+Python numbers among the arguments are constants of a trace (another value traces again).
+What a replay could not repeat faithfully makes the function run eagerly from then on, with the
+same results: control flow on array values (``bool``, ``float``, ``if x > 0``), turning a
+traced value into a plain array, writing in place into the arguments or into arrays made
+outside the NumPy calls traced, results whose shape depends on the values (boolean masks,
+``nonzero``), argument or result types it does not know. ``reason`` says which one happened.
 """
 
 from __future__ import annotations
@@ -232,10 +233,11 @@ class Trace:
         return self.emit(func, args, kwargs, None, writes=writes)
 
     def method(self, symbol: Symbol, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Record ``symbol.name(*args, **kwargs)`` (one of METHODS)."""
         placeholders = [f"{{{i + 1}}}" for i in range(len(args))] + [f"{k}={{{k}}}" for k in kwargs]
         template = f"{{0}}.{name}({', '.join(placeholders)})"
         return self.emit(lambda obj, *a, **k: getattr(obj, name)(*a, **k), (symbol, *args),
-                         kwargs, template)
+                         kwargs, template, writes=kwargs.get("out"))
 
     def emit(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              template: str | None, writes: Any = None) -> Any:
