@@ -12,17 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 
+import machine
 import native
 import numpy as np
-
-
-def status_mib(field: str) -> float:
-    """A ``VmHWM``/``VmRSS`` line of /proc/self/status, in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def main() -> None:
@@ -38,12 +30,11 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal(args.n).astype(np.float32)
     y = 3 * x + 2
     train = make(x, y, 0.1)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    start = status_mib("VmRSS")
+    start = machine.rss_bytes()
+    machine.reset_peak_rss()
     train(args.epochs)
     print(f"{args.trainer} N={args.n:.0e} epochs={args.epochs}: "
-          f"peak +{status_mib('VmHWM') - start:.1f} MiB")
+          f"peak +{(machine.peak_rss_bytes() - start) / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

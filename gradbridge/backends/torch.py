@@ -366,14 +366,8 @@ def _write_row(i: int, out: torch.Tensor, leaf: Any) -> None:
 
 
 def _map(fn: Callable[[Any], Any], tree: Any) -> Any:
-    """``tree_map(fn, tree)`` with the commonest arguments, a lone tensor and a dict of
-    tensors (``fit``'s parameters), handled directly; anything else is tree_map's to walk."""
-    if isinstance(tree, torch.Tensor):
-        return fn(tree)
-    if type(tree) is dict:
-        return {key: fn(value) if isinstance(value, torch.Tensor) else tree_map(fn, value)
-                for key, value in tree.items()}
-    return tree_map(fn, tree)
+    """``tree_map(fn, tree)`` with the commonest argument, a lone tensor, handled directly."""
+    return fn(tree) if isinstance(tree, torch.Tensor) else tree_map(fn, tree)
 
 
 def _differentiate(fn: Callable[..., Array], args: list[Any], kwargs: dict[str, Any],

@@ -449,27 +449,22 @@ class _Loop:
         epoch, previous = 0, (0, carry)
         stopped = False
         tic = time.perf_counter()
-        if self.callbacks:
-            for length in self.lengths:
-                chunk_start = (epoch, carry)
-                carry, values = self.runner.run(carry, epoch, length)
-                self._check(values, previous, chunk_start, tic)
-                previous, epoch = chunk_start, epoch + length
-                info = EpochEnd(epoch - 1, float(values[-1]), self._in_order(chunk_start[1][0]),
-                                self._in_order(carry[0]), be)
+        pending: _Launched | None = None  # launched, losses not yet checked (see launch)
+        for length in self.lengths:
+            chunk_start = (epoch, carry)
+            carry, values = self.runner.launch(carry, epoch, length)
+            if pending is not None:  # the previous chunk, checked while this one runs
+                previous = self._check(pending, previous, tic)
+            pending, epoch = (values, chunk_start, length), epoch + length
+            if self.callbacks:  # they look at every epoch before the next one starts
+                previous, pending = self._check(pending, previous, tic), None
+                info = EpochEnd(epoch - 1, float(self.losses[epoch - 1]),
+                                self._in_order(chunk_start[1][0]), self._in_order(carry[0]), be)
                 if any([_call(callback, info) for callback in self.callbacks]):
                     stopped = epoch < self.epochs
                     break
-        else:  # chunk k + 1 is launched before chunk k's losses are checked (see launch)
-            pending: _Launched | None = None
-            for length in self.lengths:
-                chunk_start = (epoch, carry)
-                carry, values = self.runner.launch(carry, epoch, length)
-                if pending is not None:
-                    previous = self._check_launched(pending, previous, tic)
-                pending, epoch = (values, chunk_start, length), epoch + length
-            if pending is not None:
-                self._check_launched(pending, previous, tic)
+        if pending is not None:
+            self._check(pending, previous, tic)
         be.synchronize()
         run_s = time.perf_counter() - tic
         per_epoch_s = run_s / epoch
@@ -477,22 +472,19 @@ class _Loop:
         return self._history(carry[0], stopped, compile_s, run_s,
                              self.runner.full_loss(carry[0]))
 
-    def _check_launched(self, launched: _Launched, previous: tuple[int, Carry],
-                        tic: float) -> tuple[int, Carry]:
-        """Check a launched chunk's losses; its start is the next chunk's ``previous``."""
-        values, chunk_start, length = launched
-        self._check(self.runner.fetch(values, length), previous, chunk_start, tic)
-        return chunk_start
-
-    def _check(self, values: np.ndarray, previous: tuple[int, Carry],
-               chunk_start: tuple[int, Carry], tic: float) -> None:
-        """Keep a chunk's losses, or raise TrainingDiverged at its first bad one."""
+    def _check(self, launched: _Launched, previous: tuple[int, Carry],
+               tic: float) -> tuple[int, Carry]:
+        """Keep a launched chunk's losses, or raise TrainingDiverged at its first bad one;
+        returns the chunk's start, the next chunk's ``previous``."""
+        device_values, chunk_start, length = launched
+        values = self.runner.fetch(device_values, length)
         bad = np.flatnonzero(~(np.isfinite(values) & (values <= self.max_loss)))
         if bad.size:
             self._record(values[:bad[0]])
             raise self._diverged(chunk_start[0] + int(bad[0]), float(values[bad[0]]),
                                  previous, chunk_start, time.perf_counter() - tic)
         self._record(values)
+        return chunk_start
 
     def _diverged(self, bad_epoch: int, bad_loss: float, previous: tuple[int, Carry],
                   chunk_start: tuple[int, Carry], run_s: float) -> TrainingDiverged:
