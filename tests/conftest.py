@@ -7,6 +7,7 @@ into a failure, so CI cannot pass by quietly skipping a framework.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     if REQUIRED and report.skipped and item.get_closest_marker("gpu") is None:
         report.outcome = "failed"
         report.longrepr = f"skipped while GRADBRIDGE_REQUIRE_BACKENDS is set: {report.longrepr}"
+
+
+@pytest.fixture(scope="module")
+def be32(request: pytest.FixtureRequest) -> Any:
+    """The test module's BACKEND class in float32, on the CPU (for one backend's own tests)."""
+    return request.module.BACKEND(dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def be64(request: pytest.FixtureRequest) -> Any:
+    """The test module's BACKEND class in float64, on the CPU."""
+    return request.module.BACKEND(dtype="float64")

@@ -31,14 +31,8 @@ def _has_gpu() -> bool:
 needs_gpu = pytest.mark.skipif(not _has_gpu(), reason="no GPU visible to JAX")
 
 
-@pytest.fixture(scope="module")
-def be32() -> JaxBackend:
-    return JaxBackend(dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def be64() -> JaxBackend:
-    return JaxBackend(dtype="float64")
+BACKEND = JaxBackend
+"""The class under test (tests/conftest.py's be32/be64 fixtures make it)."""
 
 
 # ------------------------------------------------------------------------- float64 scoping

@@ -21,15 +21,8 @@ from gradbridge.backends import jax as jax_backend  # noqa: E402
 from gradbridge.backends.jax import REMAT_MIN_BYTES, JaxBackend  # noqa: E402
 from gradbridge.core import models, optim  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def be32() -> JaxBackend:
-    return JaxBackend(dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def be64() -> JaxBackend:
-    return JaxBackend(dtype="float64")
+BACKEND = JaxBackend
+"""The class under test (tests/conftest.py's be32/be64 fixtures make it)."""
 
 
 def _aligned(n: int, dtype: Any, alignment: int = 64) -> np.ndarray:

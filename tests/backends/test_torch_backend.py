@@ -21,14 +21,8 @@ from gradbridge.core.backend import DeviceNotAvailable, InvalidArgument  # noqa:
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@pytest.fixture(scope="module")
-def be32() -> TorchBackend:
-    return TorchBackend(dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def be64() -> TorchBackend:
-    return TorchBackend(dtype="float64")
+BACKEND = TorchBackend
+"""The class under test (tests/conftest.py's be32/be64 fixtures make it)."""
 
 
 @pytest.fixture
