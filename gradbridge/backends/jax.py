@@ -4,25 +4,19 @@ Operations whose jax.numpy function already has the protocol's meaning are bound
 class attributes, so ``be.add(x, y)`` costs what ``jnp.add(x, y)`` costs; only the operations
 that differ are written out. ``backends/torch.py`` has the same methods in the same order.
 
-float64
-    JAX computes in float32 unless its global ``jax_enable_x64`` flag is on, and flipping that
-    flag changes all other JAX code in the process. A float64 ``JaxBackend`` leaves the flag as
-    it is and runs each of its own calls inside ``with jax.enable_x64(True):`` instead (a
-    thread-local context manager in the JAX installed here): every array operation,
-    ``asarray``, ``scan``, and the functions returned by ``grad``, ``value_and_grad`` and
-    ``jit`` (so they are traced, compiled and run in float64). The wrapping is applied once, in
-    ``__init__``; a float32 backend keeps the directly bound functions and pays nothing.
+float64 (``GRADBRIDGE_JAX_X64``)
+    JAX computes in float32 unless its process-wide ``jax_enable_x64`` flag is on. By default
+    (``process``) gradbridge turns that flag on when it makes its first JAX backend, and says
+    so once in the ``gradbridge.jax`` log: a float64 backend's arrays then stay float64
+    everywhere they go, operators and plain ``jnp`` calls included, and ``float64``/``int64``
+    are real dtypes. A float32 backend stays float32 because every array it makes has an
+    explicit float32 dtype and JAX's Python scalars are weakly typed.
 
-    Limit: the arrays a float64 backend returns are real float64 arrays, but outside
-    gradbridge's calls x64 is off again, and there JAX treats them inconsistently: some
-    operations keep float64 (``x + y`` of two float64 arrays) while others silently return
-    float32 with a UserWarning (reductions such as ``jnp.sum``, arithmetic with a Python or
-    NumPy scalar such as ``2.0 * x``; ``x @ y`` may even keep the float64 dtype but compute in
-    float32). So do float64 arithmetic through ``be.*`` calls, inside functions given to
-    ``be.jit`` / ``be.grad`` / ``be.scan``, or inside ``with be.scope():`` (the same
-    ``jax.enable_x64(True)`` block, for the code inside it only). ``to_numpy`` returns float64
-    host arrays. Integers follow JAX's rule for the mode: int64 input becomes int32 under
-    float32 and stays int64 under float64.
+    ``GRADBRIDGE_JAX_X64=scoped`` (opt-in) leaves the flag alone and runs a float64 backend's
+    own calls, and the functions its ``grad``/``jit``/``scan`` return, inside the thread-local
+    ``jax.enable_x64(True)``. Caveat: outside those calls and ``use_backend`` blocks JAX
+    truncates float64 work to float32 (``x @ y`` even keeps the float64 label), so that mode
+    logs a warning when a float64 backend is made.
 
 Devices
     'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``asarray``,
@@ -57,7 +51,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -71,6 +67,7 @@ from gradbridge.core.backend import (
     Array,
     Axis,
     BackendBase,
+    InvalidArgument,
     Shape,
     check_argnums,
     check_scalar_output,
@@ -80,7 +77,11 @@ from gradbridge.core.dispatch import maximum_ties_to_first, minimum_ties_to_firs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The methods a float64 backend runs inside jax.enable_x64(True); grad, value_and_grad and jit
+LOG = logging.getLogger("gradbridge.jax")
+X64_VARIABLE = "GRADBRIDGE_JAX_X64"
+X64_MODES = ("process", "scoped")
+
+# The methods a float64 backend in the scoped x64 mode runs inside jax.enable_x64(True); grad, value_and_grad and jit
 # scope the functions they return instead (building a transform computes nothing).
 X64_SCOPED: tuple[str, ...] = (
     "asarray", "to_numpy", "zeros", "ones", "full",
@@ -101,8 +102,9 @@ class JaxBackend(BackendBase):
     """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
     jits whole chunks of epochs (elsewhere it jits the step and loops in Python)."""
     notes: ClassVar[tuple[str, ...]] = (
-        "float64 runs gradbridge's calls inside jax.enable_x64(True) without changing the "
-        "global flag; plain JAX code outside them may truncate float64 results to float32",
+        "JAX's x64 mode is turned on for the process when the first JAX backend is made, so "
+        "float64 is float64 everywhere (GRADBRIDGE_JAX_X64=scoped limits it to gradbridge's "
+        "calls, where plain JAX code outside them truncates float64 to float32)",
         "maximum/minimum send the gradient at ties to the first argument",
     )
 
@@ -110,9 +112,17 @@ class JaxBackend(BackendBase):
         super().__init__(device, dtype)
         self._device = (jax.devices("cpu")[0] if self.device == "cpu"
                         else _gpus()[int(self.device.removeprefix("cuda:"))])
+        self.x64_mode = x64_mode()
+        scoped = self.x64_mode == "scoped" and self.dtype == "float64"
+        if self.x64_mode == "process":
+            enable_process_x64()
+        elif scoped:
+            LOG.warning("float64 JAX backend in the scoped x64 mode (%s=scoped): plain JAX "
+                        "code outside gradbridge's calls and use_backend blocks computes its "
+                        "arrays in float32", X64_VARIABLE)
         self._dtype = jnp.dtype(self.dtype)
-        self._scoped: Callable[[F], F] = _in_x64 if self.dtype == "float64" else _as_is
-        if self.dtype == "float64":
+        self._scoped: Callable[[F], F] = _in_x64 if scoped else _as_is
+        if scoped:
             for method in X64_SCOPED:
                 setattr(self, method, _in_x64(getattr(self, method)))
 
@@ -247,11 +257,30 @@ class JaxBackend(BackendBase):
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """A block in which plain JAX code (operators included) computes in the backend's dtype.
 
-        For float64 this is ``jax.enable_x64(True)``, for this thread and this block only; for
-        float32 there is nothing to do. Use it around eager code that works on a float64
-        backend's arrays outside ``be.*`` calls, e.g. ``with be.scope(): y = x @ w + b``.
+        Only the scoped x64 mode needs one: for a float64 backend there it is
+        ``jax.enable_x64(True)``, for this thread and this block only; otherwise nothing to do.
         """
-        return jax.enable_x64(True) if self.dtype == "float64" else contextlib.nullcontext()
+        if self.x64_mode == "scoped" and self.dtype == "float64":
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
+
+
+def x64_mode() -> str:
+    """The float64 policy asked for by GRADBRIDGE_JAX_X64: 'process' (default) or 'scoped'."""
+    mode = os.environ.get(X64_VARIABLE, "").strip().lower() or "process"
+    if mode not in X64_MODES:
+        raise InvalidArgument(f"{X64_VARIABLE}={os.environ[X64_VARIABLE]!r} (environment "
+                              f"variable) is not valid; expected one of {', '.join(X64_MODES)}")
+    return mode
+
+
+def enable_process_x64() -> None:
+    """Turn on JAX's x64 mode for the process if it is off, and say so in the log."""
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+        LOG.info("turned on JAX's x64 mode for this process: float64 and int64 are real dtypes "
+                 "and float64 backends compute in float64 everywhere; float32 backends stay "
+                 "float32 (set %s=scoped to keep x64 to gradbridge's calls)", X64_VARIABLE)
 
 
 def _gpus() -> list[Any]:

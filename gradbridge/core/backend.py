@@ -199,7 +199,8 @@ class Backend(Protocol):
         """Block until queued device work is done, so that clocks read honest times."""
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """A block in which the framework's own code (operators included) keeps this backend's
-        precision; only JAX in float64 needs one (``jax.enable_x64``), elsewhere it does nothing.
+        precision; only JAX in float64 under GRADBRIDGE_JAX_X64=scoped needs one
+        (``jax.enable_x64``), elsewhere it does nothing.
         ``use_backend`` enters it for its block."""
 
 

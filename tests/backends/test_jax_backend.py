@@ -1,4 +1,4 @@
-"""What only the JAX backend does: scoped float64, direct binding, ties, devices, lax.scan.
+"""What only the JAX backend does: float64 precision, direct binding, ties, devices, lax.scan.
 
 The op-by-op comparison with NumPy lives in test_conformance.py; here are the behaviours that
 follow from how JAX works. References are NumPy in float64, closed-form derivatives, or the
@@ -8,7 +8,6 @@ float64 facts that float32 cannot represent (1 + 1e-10 != 1).
 from __future__ import annotations
 
 import inspect
-import threading
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from gradbridge.backends.jax import X64_SCOPED, JaxBackend  # noqa: E402
+from gradbridge.backends.jax import JaxBackend  # noqa: E402
 from gradbridge.core.backend import DeviceNotAvailable, InvalidArgument  # noqa: E402
 
 
@@ -35,18 +34,8 @@ BACKEND = JaxBackend
 """The class under test (tests/conftest.py's be32/be64 fixtures make it)."""
 
 
-# ------------------------------------------------------------------------- float64 scoping
-
-
-def test_float64_backend_leaves_the_global_x64_flag_alone(be64: JaxBackend) -> None:
-    before = jax.config.jax_enable_x64
-    x = be64.asarray([1.0, 2.0, 3.0])
-    be64.add(x, x)
-    be64.value_and_grad(lambda v: be64.sum(v * v))(x)
-    be64.jit(lambda v: be64.mean(v))(x)
-    be64.scan(lambda c: (c * 2.0, c), be64.asarray(1.0), 3)
-    assert jax.config.jax_enable_x64 == before
-    assert jnp.ones(3).dtype == jnp.float32  # the user's plain JAX code still defaults to 32 bits
+# ------------------------------------------------------------------------- float64
+# (the x64 policies themselves, each in a fresh process: tests/backends/test_jax_x64.py)
 
 
 def test_float64_results_have_float64_precision(be64: JaxBackend) -> None:
@@ -73,43 +62,11 @@ def test_float64_scan_runs_in_float64(be64: JaxBackend) -> None:
     assert float(carry) - 1.0 == pytest.approx(4e-10, rel=1e-5)
 
 
-def test_scope_lets_plain_operators_compute_in_float64(be64: JaxBackend) -> None:
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
-    with be64.scope():
-        got = be64.asarray(a) @ be64.asarray(b) * 2.0
-    assert got.dtype == jnp.float64
-    np.testing.assert_allclose(be64.to_numpy(got), a @ b * 2.0, rtol=1e-12)  # float64 rounding
-    assert jnp.ones(1).dtype == jnp.float32  # the scope ended with the block
-
-
-def test_x64_scope_does_not_leak_into_other_threads(be64: JaxBackend) -> None:
-    seen: dict[str, Any] = {}
-    started, finish = threading.Event(), threading.Event()
-
-    def other_thread() -> None:
-        started.wait()
-        seen["dtype"] = jnp.ones(1).dtype
-        finish.set()
-
-    worker = threading.Thread(target=other_thread)
-    worker.start()
-    with be64.scope():
-        started.set()
-        finish.wait(timeout=30)
-    worker.join()
-    assert seen["dtype"] == jnp.float32
-
-
-def test_float32_ops_are_the_jax_functions_themselves(be32: JaxBackend) -> None:
+def test_ops_are_the_jax_functions_themselves(be32: JaxBackend, be64: JaxBackend) -> None:
     """No wrapper between the user and jnp: be.add costs what jnp.add costs."""
-    assert be32.add is jnp.add and be32.multiply is jnp.multiply and be32.where is jnp.where
+    for be in (be32, be64):
+        assert be.add is jnp.add and be.multiply is jnp.multiply and be.where is jnp.where
     assert inspect.unwrap(be32.jit(_square)) is _square  # jax.jit's wrapper, no other
-
-
-def test_float64_wraps_each_scoped_method_once(be64: JaxBackend) -> None:
-    assert set(X64_SCOPED) <= set(vars(be64))  # instance attributes shadowing the class ones
-    assert be64.add is not jnp.add and inspect.unwrap(be64.add) is jnp.add
 
 
 def _square(v: Any) -> Any:
@@ -216,7 +173,7 @@ def test_gpu_round_trip(dtype: str) -> None:
 def test_asarray_commits_to_the_device_and_keeps_integers(be32: JaxBackend) -> None:
     x = be32.asarray(np.array([0.1, 0.2]))  # float64 host data -> float32
     assert x.dtype == jnp.float32 and x.committed
-    assert be32.asarray(np.arange(3)).dtype == jnp.int32  # JAX's 32-bit integers under float32
+    assert be32.asarray(np.arange(3)).dtype == jnp.int64  # integers keep their dtype (x64 on)
     assert be32.asarray([True, False]).dtype == jnp.bool_
     assert JaxBackend(dtype="float64").asarray(np.arange(3)).dtype == jnp.int64
 
@@ -268,7 +225,7 @@ def test_capabilities(be32: JaxBackend) -> None:
     caps = be32.capabilities
     assert caps.has_jit and caps.supports_float64
     assert caps.version == jax.__version__ and caps.devices[0] == "cpu"
-    assert any("enable_x64" in note for note in caps.notes)
+    assert any("x64 mode" in note for note in caps.notes)
 
 
 def test_synchronize_returns_after_dispatched_work(be32: JaxBackend) -> None:
