@@ -81,8 +81,8 @@ LOG = logging.getLogger("gradbridge.jax")
 X64_VARIABLE = "GRADBRIDGE_JAX_X64"
 X64_MODES = ("process", "scoped")
 
-# The methods a float64 backend in the scoped x64 mode runs inside jax.enable_x64(True); grad, value_and_grad and jit
-# scope the functions they return instead (building a transform computes nothing).
+# The methods a float64 backend in the scoped x64 mode runs inside jax.enable_x64(True); grad,
+# value_and_grad and jit scope the functions they return instead (building them computes nothing).
 X64_SCOPED: tuple[str, ...] = (
     "asarray", "to_numpy", "zeros", "ones", "full",
     "add", "subtract", "multiply", "divide", "negative", "pow", "abs", "sqrt", "exp", "log",
@@ -276,7 +276,7 @@ def x64_mode() -> str:
 
 def enable_process_x64() -> None:
     """Turn on JAX's x64 mode for the process if it is off, and say so in the log."""
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)
         LOG.info("turned on JAX's x64 mode for this process: float64 and int64 are real dtypes "
                  "and float64 backends compute in float64 everywhere; float32 backends stay "

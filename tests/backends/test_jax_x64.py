@@ -26,7 +26,8 @@ import jax, jax.numpy as jnp
 import gradbridge as gb
 records = []
 handler = logging.Handler(); handler.emit = records.append
-logging.getLogger("gradbridge").addHandler(handler); logging.getLogger("gradbridge").setLevel("INFO")
+logging.getLogger("gradbridge").addHandler(handler)
+logging.getLogger("gradbridge").setLevel("INFO")
 before = bool(jax.config.jax_enable_x64)
 be = gb.get_backend()          # GRADBRIDGE_BACKEND=jax GRADBRIDGE_DTYPE=float64
 be32 = gb.get_backend("jax", dtype="float32")
@@ -58,7 +59,8 @@ out = {"before": before, "after": bool(jax.config.jax_enable_x64),
 gb.get_backend("jax", dtype="float64")   # a second backend announces nothing more
 x32 = be32.asarray(xn)
 f32 = {"operators": x32 * 2.0 + 1.0, "mean": be32.mean(x32 ** 2), "matmul": x32 @ x32,
-       "zeros": be32.zeros(3), "full": be32.full(2, 0.5), "grad": be32.grad(lambda v: be32.sum(v * v))(x32),
+       "zeros": be32.zeros(3), "full": be32.full(2, 0.5),
+       "grad": be32.grad(lambda v: be32.sum(v * v))(x32),
        "scan": be32.scan(lambda c: (c * 0.5, c), 1.0, 3)[0]}
 out["float32_dtypes"] = sorted({str(v.dtype) for v in f32.values()})
 out["float32_exact"] = bool(np.array_equal(np.asarray(f32["operators"]),
