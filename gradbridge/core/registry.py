@@ -14,9 +14,19 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradbridge.core.backend import BackendNotFound, BackendNotInstalled, GradbridgeError
+from gradbridge.core.backend import (
+    Backend,
+    BackendBase,
+    BackendNotFound,
+    BackendNotInstalled,
+    GradbridgeError,
+    InvalidArgument,
+)
 
 ENTRY_POINT_GROUP = "gradbridge.backends"
+
+PROTOCOL_MEMBERS: tuple[str, ...] = ("name", *(m for m in vars(Backend) if not m.startswith("_")))
+"""What a class outside BackendBase must define to be a backend (instances add device, dtype)."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,43 @@ _loaded: dict[str, type] = {}
 
 def register_backend(name: str, target: str | type, *, requires: str = "",
                      install: str = "") -> None:
-    """Add a backend at run time (tests, notebooks); ``target`` is a class or 'module:Class'."""
-    if isinstance(target, type):
-        _loaded[name] = target
+    """Add a backend at run time (tests, notebooks); ``target`` is a class or 'module:Class'.
+
+    A class must be a backend (see :func:`_check_backend_class`); one defined in a script or a
+    notebook (module ``__main__``) registers like any other.
+    """
+    _check_name(name)
+    if not isinstance(target, str):
+        _loaded[name] = _check_backend_class(target, f"register_backend({name!r}, ...)")
         target = f"{target.__module__}:{target.__qualname__}"
     _runtime[name] = BackendSpec(name, target, requires or _top_package(target),
                                  install or "(registered at run time)", "run-time")
+
+
+def _check_backend_class(cls: Any, where: str) -> type:
+    """Return ``cls`` if it is a backend (a BackendBase subclass or a class with every
+    protocol member), else raise InvalidArgument saying what is missing."""
+    if not isinstance(cls, type):
+        raise InvalidArgument(f"{where}: {cls!r} is not a class; give a backend class (a "
+                              "subclass of gradbridge.core.backend.BackendBase) or "
+                              "'module:Class'")
+    if issubclass(cls, BackendBase):
+        return cls
+    missing = [member for member in PROTOCOL_MEMBERS if not hasattr(cls, member)]
+    if missing:
+        raise InvalidArgument(
+            f"{where}: {cls.__module__}.{cls.__qualname__} is not a backend: it is no subclass "
+            f"of gradbridge.core.backend.BackendBase and lacks {', '.join(missing[:5])}"
+            f"{' and more' if len(missing) > 5 else ''}; subclass BackendBase"
+        )
+    return cls
+
+
+def _check_name(name: object) -> None:
+    """Backend names are strings; anything else is InvalidArgument naming its value and type."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"a backend name must be a string such as 'numpy', got {name!r} "
+                              f"of type {type(name).__name__}")
 
 
 def unregister_backend(name: str) -> None:
@@ -118,6 +159,7 @@ def known_specs() -> dict[str, BackendSpec]:
 
 def spec_for(name: str) -> BackendSpec:
     """The spec for ``name``, or BackendNotFound listing the names that exist."""
+    _check_name(name)
     specs = known_specs()
     key = name.strip().lower()
     if key not in specs:
@@ -132,7 +174,7 @@ def load_backend_class(name: str) -> type:
     spec = spec_for(name)
     if spec.name in _loaded:
         return _loaded[spec.name]
-    if importlib.util.find_spec(spec.requires) is None:
+    if not _importable(spec.requires):
         raise BackendNotInstalled(
             f"the {spec.name} backend needs {spec.requires}, which is not installed; "
             f"install it with: {spec.install}"
@@ -145,14 +187,25 @@ def load_backend_class(name: str) -> type:
             f"the {spec.name} backend could not be loaded from {spec.target} ({exc}); "
             f"reinstall it with: {spec.install}"
         ) from exc
-    _loaded[spec.name] = cls
+    _loaded[spec.name] = _check_backend_class(cls, f"the {spec.name} backend ({spec.target})")
     return cls
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` is imported or can be; ``__main__`` of a script or notebook (whose
+    ``__spec__`` is None, which makes find_spec raise ValueError) is already imported."""
+    if sys.modules.get(module) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def describe(name: str) -> BackendInfo:
     """Load one backend if possible and report version, devices, or why it cannot run."""
     spec = spec_for(name)
-    installed = importlib.util.find_spec(spec.requires) is not None
+    installed = _importable(spec.requires)
     try:
         cls: Any = load_backend_class(name)
         return BackendInfo(spec.name, True, True, cls.framework_version(),
