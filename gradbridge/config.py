@@ -22,6 +22,8 @@ from typing import Any
 
 from gradbridge.core.backend import (
     Backend,
+    DeviceNotAvailable,
+    GradbridgeError,
     InvalidArgument,
     normalize_device,
     normalize_dtype,
@@ -103,31 +105,76 @@ def _parse_toml(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"{path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{path} is not a TOML text file (byte {exc.start} is not UTF-8); "
+                              "give the path of a UTF-8 TOML file") from exc
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read config file {path}: "
+                              f"{os.strerror(exc.errno or 0).lower()}") from exc
 
 
 def resolve(backend: str | None = None, device: str | None = None,
             dtype: str | None = None) -> Selection:
     """Resolve each of backend/device/dtype by the precedence above, remembering the source."""
-    explicit = {"backend": backend, "device": device, "dtype": dtype}
-    context = _context.get()
     file_values, file_path = _read_config_file(Path.cwd())
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for field in FIELDS:
+    for field, (value, source) in _choices((backend, device, dtype), file_values,
+                                           file_path).items():
+        try:
+            values[field] = _validate(field, value)
+        except GradbridgeError as exc:
+            raise _from_source(exc, field, source) from exc
+        sources[field] = source
+    return Selection(values["backend"], values["device"], values["dtype"], sources)
+
+
+def diagnose() -> tuple[dict[str, dict[str, str]], list[str]]:
+    """What ``resolve()`` would choose, for ``gradbridge backends``: each setting's value and
+    source (and ``error`` when it is bad), and every problem, instead of raising at the first."""
+    problems: list[str] = []
+    try:
+        file_values, file_path = _read_config_file(Path.cwd())
+    except InvalidArgument as exc:
+        problems.append(str(exc))
+        file_values, file_path = {}, None
+    settings: dict[str, dict[str, str]] = {}
+    for field, (value, source) in _choices((None, None, None), file_values, file_path).items():
+        settings[field] = {"value": value, "source": source}
+        try:
+            settings[field]["value"] = _validate(field, value)
+        except GradbridgeError as exc:
+            settings[field]["error"] = str(_from_source(exc, field, source))
+            problems.append(settings[field]["error"])
+    return settings, problems
+
+
+def _choices(explicit: tuple[str | None, ...], file_values: Mapping[str, str],
+             file_path: str | None) -> dict[str, tuple[str, str]]:
+    """Each field's winning (value, source) by precedence, before validation."""
+    context = _context.get()
+    chosen = {}
+    for field, given in zip(FIELDS, explicit, strict=True):
         layers = [
-            (explicit[field], "argument"),
+            (given, "argument"),
             (context.get(field), "use_backend context"),
             (os.environ.get(ENV_VARS[field]) or None, f"environment {ENV_VARS[field]}"),
             (file_values.get(field), f"config file {file_path}"),
             (DEFAULTS[field], "default"),
         ]
-        value, source = next((v, s) for v, s in layers if v is not None)
-        try:
-            values[field] = _validate(field, value)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{exc} (from {source})") from exc
-        sources[field] = source
-    return Selection(values["backend"], values["device"], values["dtype"], sources)
+        chosen[field] = next((v, s) for v, s in layers if v is not None)
+    return chosen
+
+
+def _from_source(exc: GradbridgeError, field: str, source: str) -> GradbridgeError:
+    """The same kind of error, saying where the bad value came from and where to fix it."""
+    if source.startswith("environment "):
+        where = f"{source}; change or unset {ENV_VARS[field]}"
+    elif source.startswith("config file "):
+        where = f"{source}; change its {field} setting"
+    else:
+        where = source
+    return type(exc)(f"{exc} (from {where})")
 
 
 def get_backend(name: str | None = None, *, device: str | None = None,
@@ -140,8 +187,14 @@ def get_backend(name: str | None = None, *, device: str | None = None,
     selection = resolve(name, device, dtype)
     key = (selection.backend, selection.device, selection.dtype)
     if key not in _instances:
-        cls = load_backend_class(selection.backend)
-        _instances[key] = cls(device=selection.device, dtype=selection.dtype)
+        try:
+            cls = load_backend_class(selection.backend)
+        except GradbridgeError as exc:
+            raise _from_source(exc, "backend", selection.sources["backend"]) from exc
+        try:
+            _instances[key] = cls(device=selection.device, dtype=selection.dtype)
+        except DeviceNotAvailable as exc:
+            raise _from_source(exc, "device", selection.sources["device"]) from exc
     return _instances[key]
 
 

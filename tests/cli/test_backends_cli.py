@@ -100,7 +100,68 @@ def test_main_unknown_backend_in_environment_is_a_one_line_error(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "tensorflow" in lines[0] and "numpy" in lines[0]
+    assert "environment GRADBRIDGE_BACKEND" in lines[0]
     assert "Traceback" not in captured.err
+
+
+# --------------------------------------------- a bad setting: shown, with its source
+
+
+def _run_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
+    code = cli.main(["backends", "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+def test_bad_backend_setting_is_reported_beside_everything_else(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "tensorflow")
+    monkeypatch.setenv("GRADBRIDGE_DTYPE", "float64")
+    code, report, err = _run_json(capsys)
+    assert code == 2
+    assert {row["name"] for row in report["backends"]} >= set(FRAMEWORKS)
+    backend = report["selected"]["backend"]
+    assert (backend["value"], backend["source"]) == ("tensorflow",
+                                                     "environment GRADBRIDGE_BACKEND")
+    assert "unknown backend 'tensorflow'" in backend["error"]
+    assert "unset GRADBRIDGE_BACKEND" in backend["error"]
+    assert report["selected"]["dtype"] == {"value": "float64",
+                                           "source": "environment GRADBRIDGE_DTYPE"}
+    assert report["problems"] == [backend["error"]]
+    assert err == f"error: {backend['error']}\n"
+
+
+def test_bad_setting_in_config_file_names_the_file(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.gradbridge]\nbackend = "tensorflow"\n'
+                                             'dtype = "float16"\n')
+    code, report, err = _run_json(capsys)
+    assert code == 2
+    where = f"config file {tmp_path / 'pyproject.toml'}"
+    for field in ("backend", "dtype"):
+        assert report["selected"][field]["source"] == where
+        assert f"(from {where}; change its {field} setting)" in report["selected"][field]["error"]
+    assert len(report["problems"]) == 2 and len(err.splitlines()) == 1
+
+
+def test_broken_config_file_still_lists_everything(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "gradbridge.toml").write_text('backend = "numpy"\ncolour = "blue"\n')
+    code, report, err = _run_json(capsys)
+    assert code == 2
+    assert {row["name"] for row in report["backends"]} >= set(FRAMEWORKS)
+    assert report["selected"]["backend"] == {"value": "numpy", "source": "default"}
+    assert "unknown key(s) colour" in report["problems"][0] and "colour" in err
+
+
+def test_table_shows_the_bad_setting(capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_DEVICE", "tpu")
+    assert cli.main(["backends"]) == 2
+    captured = capsys.readouterr()
+    assert all(name in captured.out for name in FRAMEWORKS)
+    assert "tpu" in captured.out and "invalid" in captured.out
+    assert "GRADBRIDGE_DEVICE" in captured.err and "Traceback" not in captured.err
 
 
 def test_python_dash_m_gradbridge_backends(tmp_path: Path) -> None:
@@ -117,5 +178,5 @@ def test_python_dash_m_gradbridge_backends(tmp_path: Path) -> None:
     bad = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tmp_path,
                          env={**base, "GRADBRIDGE_BACKEND": "tensorflow"})
     assert bad.returncode == 2
-    assert bad.stdout == ""
+    assert json.loads(bad.stdout)["selected"]["backend"]["value"] == "tensorflow"
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import gradbridge as gb
+from gradbridge import config
 from gradbridge.core.backend import BackendBase
 
 ENV_VARS = ("GRADBRIDGE_BACKEND", "GRADBRIDGE_DEVICE", "GRADBRIDGE_DTYPE")
@@ -310,3 +311,36 @@ def test_get_backend_caches_instances() -> None:
     assert (other.name, other.device, other.dtype) == ("numpy", "cpu", "float32")
     with gb.use_backend("numpy", dtype="float64") as be:
         assert be is first
+
+
+# ----------------------------------------------- errors name where the value came from
+
+
+def test_unknown_backend_from_environment_names_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "tensorflow")
+    with pytest.raises(gb.BackendNotFound, match="from environment GRADBRIDGE_BACKEND; "
+                                                  "change or unset GRADBRIDGE_BACKEND"):
+        gb.get_backend()
+
+
+def test_unknown_backend_from_config_file_names_the_file(isolated: Path) -> None:
+    path = _write(isolated / "pyproject.toml", '[tool.gradbridge]\nbackend = "tensorflow"\n')
+    with pytest.raises(gb.BackendNotFound) as info:
+        gb.resolve()
+    assert f"(from config file {path}; change its backend setting)" in str(info.value)
+
+
+def test_unavailable_device_from_environment_names_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_DEVICE", "cuda:7")
+    with pytest.raises(gb.DeviceNotAvailable, match="from environment GRADBRIDGE_DEVICE"):
+        gb.get_backend("alpha")
+
+
+def test_diagnose_reports_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_DTYPE", "float16")
+    settings, problems = config.diagnose()
+    assert settings["backend"] == {"value": "numpy", "source": "default"}
+    assert settings["dtype"]["value"] == "float16"
+    assert problems == [settings["dtype"]["error"]] and "GRADBRIDGE_DTYPE" in problems[0]
