@@ -58,10 +58,10 @@ class History:
     ``losses[i]`` is the loss of epoch ``i`` computed with the parameters at the start of that
     epoch, before its update (as the tutorial prints it); ``params`` are the final parameters
     as float64 copies and ``final_loss`` is the full-data loss of exactly those parameters.
-    ``compile_s`` is the time spent tracing and compiling (0 on backends without ``jit``): the
-    warm-up calls' time less the epochs they executed (about 0 when an earlier ``fit`` of the
-    same backend, model, loss and optimizer compiled them already); ``run_s`` is the training
-    time after compilation and ``per_epoch_s = run_s / epochs``. The history a
+    ``compile_s`` is the time this fit spent tracing and compiling: the warm-up calls' time
+    less the epochs they executed, and exactly 0 when nothing was traced (an earlier ``fit`` of
+    the same backend, model, loss and optimizer traced it already, or the backend runs eagerly);
+    ``run_s`` is the training time after that and ``per_epoch_s = run_s / epochs``. The history a
     TrainingDiverged carries ends at the last finite loss, with the parameters that produced it.
     """
 
@@ -266,8 +266,13 @@ class _Program:
             value, grads = value_and_grad(params, xb, yb)
             return opt.update(be, params, grads, state), value
 
-        self.step = be.jit(step)
-        self.evaluate = be.jit(objective)
+        self.traces = 0
+        """How often a jitted function's Python body ran: once per trace where ``jit`` stages
+        (JAX, NumPy), at every call where it runs eagerly."""
+        counted_step = self._counted(step)
+        self.step = be.jit(counted_step)
+        self.stages = self.step is not counted_step  # be.jit may trace or compile: warm up
+        self.evaluate = be.jit(self._counted(objective))
         self.loops_in_python = not getattr(be, "compiled_scan", False)
         self._raw_step = step
         self._chunks: dict[int, Callable[[Carry, Array, Array], tuple[Carry, Array]]] = {}
@@ -287,8 +292,16 @@ class _Program:
             def run_chunk(carry: Carry, x: Array, y: Array) -> tuple[Carry, Array]:
                 return be.scan(lambda c: step(c, x, y), carry, length)
 
-            self._chunks[length] = run_chunk if self.loops_in_python else be.jit(run_chunk)
+            self._chunks[length] = (run_chunk if self.loops_in_python
+                                    else be.jit(self._counted(run_chunk)))
         return self._chunks[length]
+
+    def _counted(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, adding one to ``traces`` each time its Python body runs."""
+        def body(*args: Any) -> Any:
+            self.traces += 1
+            return fn(*args)
+        return body
 
 
 _programs: OrderedDict[tuple[Any, ...], _Program] = OrderedDict()
@@ -346,6 +359,13 @@ class _Runner:
         """The loss of ``params`` on all the data."""
         raise NotImplementedError
 
+    def _two_steps(self, carry: Carry, xb: Array, yb: Array) -> Carry:
+        """Two chained steps: a step's output may have another signature than its input (NumPy
+        scalars for 0-d arrays), so the second one traces too."""
+        for _ in range(2):
+            carry, _ = self.program.step(carry, xb, yb)
+        return carry
+
 
 class _FullBatch(_Runner):
     """Every epoch is one step on all the data; ``length`` epochs run as one chunk call.
@@ -365,10 +385,13 @@ class _FullBatch(_Runner):
         return np.asarray(self.be.to_numpy(values), dtype=np.float64).reshape(length)
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
-        for length in lengths:
-            self.run(carry, 0, length)
-        self.full_loss(carry[0])
-        return float(sum(lengths))
+        if self.program.loops_in_python:  # chunks loop over the jitted step: two steps trace it
+            carry, executed = self._two_steps(carry, self.x, self.y), 2.0
+        else:
+            ends = [self.run(carry, 0, length)[0] for length in lengths]
+            carry, executed = ends[-1], float(sum(lengths))
+        self.full_loss(carry[0])  # on a step's output, as after training
+        return executed
 
     def full_loss(self, params: Params) -> float:
         return float(self.be.to_numpy(self.program.evaluate(params, self.x, self.y)))
@@ -415,11 +438,10 @@ class _MiniBatch(_Runner):
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         sizes = {self.batch_size, self.n % self.batch_size} - {0}
-        for size in sizes:
-            self.program.step(carry, self.be.asarray(self.x_host[:size]),
-                              self.be.asarray(self.y_host[:size]))
-        self.full_loss(carry[0])
-        return len(sizes) / self.batches_per_epoch
+        ends = [self._two_steps(carry, self.be.asarray(self.x_host[:size]),
+                                self.be.asarray(self.y_host[:size])) for size in sizes]
+        self.full_loss(ends[-1][0])  # on a step's output, as after training
+        return 2 * len(sizes) / self.batches_per_epoch
 
     def full_loss(self, params: Params) -> float:
         be = self.be
@@ -439,13 +461,14 @@ class _Loop:
         self.done = 0  # epochs whose losses are in self.losses
 
     def run(self, carry: Carry) -> History:
-        be = self.be
-        warm_s, warm_epochs = 0.0, 0.0
-        if be.capabilities.has_jit:
+        be, program = self.be, self.runner.program
+        warm_s, warm_epochs, traces = 0.0, 0.0, program.traces
+        if program.stages:
             tic = time.perf_counter()
             warm_epochs = self.runner.warm_up(carry, set(self.lengths))
             be.synchronize()
             warm_s = time.perf_counter() - tic
+        traced, traces = program.traces > traces, program.traces
         epoch, previous = 0, (0, carry)
         stopped = False
         tic = time.perf_counter()
@@ -468,7 +491,10 @@ class _Loop:
         be.synchronize()
         run_s = time.perf_counter() - tic
         per_epoch_s = run_s / epoch
-        compile_s = max(0.0, warm_s - warm_epochs * per_epoch_s)
+        # Bodies that ran again while timed run eagerly, so their warm-up compiled nothing (unless
+        # jit replays their side effects, as torch.compile does: it says has_jit).
+        compiled = traced and (program.traces == traces or be.capabilities.has_jit)
+        compile_s = max(0.0, warm_s - warm_epochs * per_epoch_s) if compiled else 0.0
         return self._history(carry[0], stopped, compile_s, run_s,
                              self.runner.full_loss(carry[0]))
 

@@ -245,7 +245,7 @@ def test_timing_fields(name: str) -> None:
 
     history = train.fit(line, losses.mse, {"w": 0.0, "b": 0.0}, X1, Y1, backend=be, epochs=20)
     assert history.run_s > 0 and history.per_epoch_s == pytest.approx(history.run_s / 20)
-    if be.capabilities.has_jit:
+    if name in ("numpy", "jax") or be.capabilities.has_jit:  # NumPy's jit traces: compile time
         assert history.compile_s > 0
     else:
         assert history.compile_s == 0.0
@@ -308,7 +308,7 @@ def test_what_fit_compiles_follows_the_backends_scan(compiled_scan: bool,
     np.testing.assert_allclose(history.losses, gd_reference(X1, Y1, 0.1, 9)["losses"],
                                rtol=1e-10)
     most = max(be.calls.values())  # the busiest jitted function: the chunk or the step
-    assert most == (3 if compiled_scan else 9)
+    assert most == (3 + 1 if compiled_scan else 9 + 2)  # + the untimed warm-up's calls
 
 
 def _recording_check_xy(monkeypatch: pytest.MonkeyPatch) -> list[weakref.ref]:
