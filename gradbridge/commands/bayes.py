@@ -22,8 +22,9 @@ def add_parser(sub: Any) -> None:
                         help="P(positive | condition), e.g. 0.95")
     parser.add_argument("--false-positive-rate", type=float, required=True,
                         help="P(positive | no condition), e.g. 0.05")
-    parser.add_argument("--population", type=int, default=10_000,
-                        help="people in the natural-frequency explanation (default 10000)")
+    parser.add_argument("--population", type=integer, default=10_000,
+                        help="people in the natural-frequency explanation (default 10000, "
+                             "at most 1e15)")
     parser.add_argument("--backend", help="numpy, jax or torch (default: configured choice)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N, gpu or auto")
     parser.add_argument("--dtype", help="float32 or float64 (float64 for all digits)")
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from gradbridge.config import get_backend
     from gradbridge.core import probability
 
+    probability.check_population(args.population, "--population")
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
     inputs = (args.prior, args.sensitivity, args.false_positive_rate)
     posterior = float(be.to_numpy(probability.posterior(be, *inputs)))
@@ -62,6 +64,17 @@ def run(args: argparse.Namespace) -> int:
         print("No one in this many people would test positive; try a larger --population.")
     print(f"(computed on {be.name}, {be.device}, {be.dtype})")
     return 0
+
+
+def integer(text: str) -> int:
+    """An integer written plainly or in scientific notation (``1e6``); argparse reports others."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # a ValueError here is argparse's "invalid value" message
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)
 
 
 def _percent(p: float) -> str:

@@ -19,10 +19,11 @@ The tutorial's medical test, in one line::
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.resources
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -41,7 +42,8 @@ def evidence(be: Backend, prior: Any, sensitivity: Any, false_positive_rate: Any
     """
     p, s, f = _probabilities(be, prior=prior, sensitivity=sensitivity,
                              false_positive_rate=false_positive_rate)
-    return _require_possible(be, _mix(be, s, f, p), "positive test")
+    exact = functools.partial(_exact_evidence, be, prior, sensitivity, false_positive_rate)
+    return _require_possible(be, _mix(be, s, f, p), "positive test", exact)
 
 
 def posterior(be: Backend, prior: Any, sensitivity: Any, false_positive_rate: Any) -> Array:
@@ -52,8 +54,9 @@ def posterior(be: Backend, prior: Any, sensitivity: Any, false_positive_rate: An
     """
     p, s, f = _probabilities(be, prior=prior, sensitivity=sensitivity,
                              false_positive_rate=false_positive_rate)
+    exact = functools.partial(_exact_evidence, be, prior, sensitivity, false_positive_rate)
     return be.divide(be.multiply(s, p),
-                     _require_possible(be, _mix(be, s, f, p), "positive test"))
+                     _require_possible(be, _mix(be, s, f, p), "positive test", exact))
 
 
 def sequential_update(be: Backend, prior: Any, sensitivity: Any, false_positive_rate: Any,
@@ -79,6 +82,10 @@ def sequential_update(be: Backend, prior: Any, sensitivity: Any, false_positive_
                            _require_possible(be, _mix(be, if_condition, if_not, belief), outcome))
         beliefs.append(belief)
     return be.stack(beliefs)
+
+
+MAX_POPULATION = 10**15
+"""The largest population natural_frequencies accepts: its counts stay exact in float64."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +115,7 @@ def natural_frequencies(prior: float, sensitivity: float, false_positive_rate: f
     true positives + false negatives = sick, false positives + true negatives = healthy.
     For the exact probability use :func:`posterior`; these counts are for explaining it.
     """
-    if isinstance(population, bool) or not isinstance(population, int | np.integer) \
-            or population < 1:
-        raise invalid("population", population, "a whole number of people >= 1")
+    population = check_population(population)
     values = {"prior": prior, "sensitivity": sensitivity,
               "false_positive_rate": false_positive_rate}
     for name, value in values.items():
@@ -124,6 +129,27 @@ def natural_frequencies(prior: float, sensitivity: float, false_positive_rate: f
     return NaturalFrequencies(int(population), sick, healthy, true_positives,
                               sick - true_positives, false_positives,
                               healthy - false_positives)
+
+
+def check_population(population: int, argument: str = "population") -> int:
+    """A whole number of people from 1 to MAX_POPULATION, where float64 counts are exact."""
+    if isinstance(population, bool) or not isinstance(population, int | np.integer) \
+            or not 1 <= population <= MAX_POPULATION:
+        shown = f"{population:.3g}" if isinstance(population, int) and population > 10**6 \
+            else repr(population)
+        raise InvalidArgument(
+            f"{argument}={shown} is not valid; expected a whole number of people from 1 to "
+            f"{MAX_POPULATION:,} (10^15; beyond it float64 counts are not exact)"
+        )
+    return int(population)
+
+
+def _exact_evidence(be: Backend, prior: Any, sensitivity: Any,
+                    false_positive_rate: Any) -> np.ndarray:
+    """P(positive) in float64 on the host: tells an underflow in the backend's dtype from a
+    truly impossible positive test."""
+    p, s, f = (_to_host(be, v) for v in (prior, sensitivity, false_positive_rate))
+    return s * p + f * (1 - p)
 
 
 def _mix(be: Backend, if_true: Array, if_false: Array, prior: Array) -> Array:
@@ -160,21 +186,42 @@ def _check_probability(name: str, values: np.ndarray) -> None:
     raise invalid(name, value, f"a probability in [0, 1]{where}{hint}")
 
 
-def _require_possible(be: Backend, probability: Array, outcome: str) -> Array:
-    """Return P(outcome) unchanged, or raise if the outcome is impossible (anywhere in it)."""
+def _require_possible(be: Backend, probability: Array, outcome: str,
+                      exact: Callable[[], np.ndarray] | None = None) -> Array:
+    """Return P(outcome) unchanged, or raise if the outcome is impossible (anywhere in it);
+    ``exact`` (P(outcome) in float64) tells an underflow of the backend's dtype apart."""
     host = np.asarray(be.to_numpy(probability))
     impossible = ~(host > 0)
-    if impossible.any():
-        where = "" if host.ndim == 0 else \
-            f" at element {tuple(int(i) for i in np.argwhere(impossible)[0])}"
-        raise InvalidArgument(
-            f"P({outcome}) = 0{where}: the observation is impossible under these inputs, and "
-            "Bayes' theorem cannot condition on a zero-probability event. A positive test needs "
-            "sensitivity > 0 with prior > 0, or false_positive_rate > 0 with prior < 1; a "
-            "negative test needs sensitivity < 1 with prior > 0, or false_positive_rate < 1 "
-            "with prior < 1"
-        )
-    return probability
+    if not impossible.any():
+        return probability
+    in_float64 = np.broadcast_to(exact(), host.shape) if exact else np.zeros(host.shape)
+    underflow = impossible & (in_float64 > 0)
+    if underflow.any():
+        raise _underflow_error(be, outcome, _element(host, underflow),
+                               float(in_float64[underflow][0]))
+    raise InvalidArgument(
+        f"P({outcome}) = 0{_element(host, impossible)}: the observation is impossible under "
+        "these inputs, and Bayes' theorem cannot condition on a zero-probability event. A "
+        "positive test needs sensitivity > 0 with prior > 0, or false_positive_rate > 0 with "
+        "prior < 1; a negative test needs sensitivity < 1 with prior > 0, or "
+        "false_positive_rate < 1 with prior < 1"
+    )
+
+
+def _element(host: np.ndarray, mask: np.ndarray) -> str:
+    """' at element (i, ...)' of the first true entry of ``mask``; nothing for a 0-D array."""
+    return "" if host.ndim == 0 else f" at element {tuple(int(i) for i in np.argwhere(mask)[0])}"
+
+
+def _underflow_error(be: Backend, outcome: str, where: str, value: float) -> InvalidArgument:
+    """P(outcome) is 0 in the backend's dtype only because its inputs are too small for it."""
+    smallest = float(np.finfo(be.dtype).smallest_subnormal)
+    return InvalidArgument(
+        f"P({outcome}) = 0{where} in {be.dtype}, but it is {value:.3g} in float64: the inputs "
+        f"underflow to 0 in {be.dtype} (its smallest positive number is {smallest:.2g}), so "
+        "the event only looks impossible; compute in float64 (--dtype float64 on the command "
+        "line, dtype='float64' in get_backend)"
+    )
 
 
 def _to_host(be: Backend, value: Any) -> np.ndarray:

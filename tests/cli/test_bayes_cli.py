@@ -67,3 +67,29 @@ def test_missing_or_non_numeric_argument_exits_2(capsys: pytest.CaptureFixture[s
             main(args)
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_float32_underflow_suggests_float64(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bayes", "--prior", "1e-50", "--sensitivity", "0.9", "--false-positive-rate", "0",
+            "--backend", "numpy"]
+    assert main([*args, "--dtype", "float32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: P(positive test) = 0 in float32, but it is 9e-51 in float64")
+    assert "--dtype float64" in err and err.count("\n") == 1
+    assert main([*args, "--dtype", "float64"]) == 0
+    assert "9e-49%" in capsys.readouterr().out  # P(positive test) as a percentage
+
+
+@pytest.mark.parametrize("value", ["1e30", "1" + "0" * 30])
+def test_population_beyond_exact_counts_exits_2(value: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TUTORIAL_ARGS, "--backend", "numpy", "--population", value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: --population=1e+30 is not valid")
+    assert "1,000,000,000,000,000" in captured.err
+
+
+def test_population_in_scientific_notation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TUTORIAL_ARGS, "--backend", "numpy", "--population", "1e6"]) == 0
+    assert "Of 1,000,000 people tested" in capsys.readouterr().out
