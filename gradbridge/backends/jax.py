@@ -63,6 +63,7 @@ import numpy as np
 from jax.scipy.special import logsumexp as jax_logsumexp
 
 from gradbridge.core.backend import (
+    PYTHON_NUMBERS,
     Argnums,
     Array,
     Axis,
@@ -71,6 +72,8 @@ from gradbridge.core.backend import (
     Shape,
     check_argnums,
     check_scalar_output,
+    left_the_graph,
+    returned_a_number,
     tree_map,
 )
 from gradbridge.core.dispatch import maximum_ties_to_first, minimum_ties_to_first
@@ -80,6 +83,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 LOG = logging.getLogger("gradbridge.jax")
 X64_VARIABLE = "GRADBRIDGE_JAX_X64"
 X64_MODES = ("process", "scoped")
+
+LEFT_THE_GRAPH: dict[type[Exception], str] = {
+    jax.errors.ConcretizationTypeError: "float(x) or x.item()",
+    jax.errors.TracerBoolConversionError: "bool(x) (an if or while on a traced value)",
+    jax.errors.TracerIntegerConversionError: "int(x), or a traced value used as an index",
+    jax.errors.TracerArrayConversionError: "converting a traced value to a NumPy array "
+                                           "(np.asarray, be.to_numpy)",
+}
+"""JAX's errors for a tracer made concrete under grad, and what the user did to cause each."""
 
 # The methods a float64 backend in the scoped x64 mode runs inside jax.enable_x64(True); grad,
 # value_and_grad and jit scope the functions they return instead (building them computes nothing).
@@ -224,6 +236,8 @@ class JaxBackend(BackendBase):
                        argnums: Argnums = 0) -> Callable[..., tuple[Array, Any]]:
         def scalar_fn(*args: Any, **kwargs: Any) -> Array:
             value = fn(*args, **kwargs)
+            if type(value) in PYTHON_NUMBERS:
+                raise returned_a_number(value)
             check_scalar_output(jnp.shape(value))
             return jnp.reshape(value, ())
 
@@ -231,10 +245,13 @@ class JaxBackend(BackendBase):
 
         def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Array, Any]:
             nums = check_argnums(argnums, len(args))
-            if _worth_rematerializing(args, kwargs, nums):
-                value, grads = _rematerialized_value_and_grad(scalar_fn, args, kwargs, nums)
-                return value, grads[0] if isinstance(argnums, int) else grads
-            return transformed(*args, **kwargs)
+            try:
+                if _worth_rematerializing(args, kwargs, nums):
+                    value, grads = _rematerialized_value_and_grad(scalar_fn, args, kwargs, nums)
+                    return value, grads[0] if isinstance(argnums, int) else grads
+                return transformed(*args, **kwargs)
+            except tuple(LEFT_THE_GRAPH) as exc:
+                raise left_the_graph(LEFT_THE_GRAPH[type(exc)]) from exc
 
         return self._scoped(value_and_gradient)
 

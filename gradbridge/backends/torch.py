@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from gradbridge.core.backend import (
+    PYTHON_NUMBERS,
     Argnums,
     Array,
     Axis,
@@ -76,6 +77,8 @@ from gradbridge.core.backend import (
     check_argnums,
     check_scalar_output,
     invalid,
+    left_the_graph,
+    returned_a_number,
     tree_map,
 )
 from gradbridge.core.dispatch import maximum_ties_to_first, minimum_ties_to_first
@@ -94,6 +97,27 @@ _has_torch_function_variadic = torch._C._has_torch_function_variadic
 _run_backward: Callable[..., tuple[torch.Tensor | None, ...]] | None = getattr(
     torch.autograd.graph, "_engine_run_backward", None)
 _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: True)
+
+LEAVING_THE_GRAPH: dict[Any, str] = {
+    torch.Tensor.__float__: "float(x)", torch.Tensor.__int__: "int(x)",
+    torch.Tensor.__index__: "using a traced value as an index",
+    torch.Tensor.__complex__: "complex(x)",
+    torch.Tensor.__bool__: "bool(x) (an if or while on a traced value)",
+    torch.Tensor.item: "x.item()", torch.Tensor.tolist: "x.tolist()",
+    torch.Tensor.numpy: "x.numpy()", torch.Tensor.__array__: "np.asarray(x)",
+}
+"""Tensor methods that turn a tensor into a number or a host array, and how a user spells each."""
+
+
+class _GraphGuard(torch.overrides.TorchFunctionMode):
+    """Raises NotDifferentiable when a tensor that needs a gradient leaves the graph."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func in LEAVING_THE_GRAPH and getattr(args[0], "requires_grad", False):
+            raise left_the_graph(LEAVING_THE_GRAPH[func])
+        return func(*args, **(kwargs or {}))
+
 
 # True while a value_and_grad of this backend runs its function: a call made then is nested.
 _differentiating: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -147,6 +171,8 @@ class TorchBackend(BackendBase):
 
     def to_numpy(self, x: Array) -> np.ndarray:
         if isinstance(x, torch.Tensor):
+            if x.requires_grad and _differentiating.get():
+                raise left_the_graph("be.to_numpy(x)")
             return x.detach().to("cpu", copy=True).numpy()
         return np.array(x)
 
@@ -249,6 +275,7 @@ class TorchBackend(BackendBase):
         nums, least_args = _argnums_plan(argnums)
         single = isinstance(argnums, int)
         asarray = self.asarray
+        guarded = [True]  # the first call runs under _GraphGuard (see _differentiate)
 
         def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Array, Any]:
             if len(args) < least_args:
@@ -268,11 +295,12 @@ class TorchBackend(BackendBase):
                 tracked[n] = _map(track, tracked[n])
             token = _differentiating.set(True)
             try:
+                guard, guarded[0] = guarded[0], False
                 if torch.is_grad_enabled():
-                    value, grads = _differentiate(fn, tracked, kwargs, leaves, nested)
+                    value, grads = _differentiate(fn, tracked, kwargs, leaves, nested, guard)
                 else:
                     with torch.enable_grad():
-                        value, grads = _differentiate(fn, tracked, kwargs, leaves, nested)
+                        value, grads = _differentiate(fn, tracked, kwargs, leaves, nested, guard)
             finally:
                 _differentiating.reset(token)
             if value.ndim:
@@ -371,10 +399,23 @@ def _map(fn: Callable[[Any], Any], tree: Any) -> Any:
 
 
 def _differentiate(fn: Callable[..., Array], args: list[Any], kwargs: dict[str, Any],
-                   leaves: list[torch.Tensor], nested: bool) -> tuple[torch.Tensor, list[Any]]:
+                   leaves: list[torch.Tensor], nested: bool,
+                   guard: bool) -> tuple[torch.Tensor, list[Any]]:
     """``fn``'s value and its gradient with respect to each of ``leaves`` (zeros where unused),
-    with the graph kept for an outer differentiation when ``nested``."""
-    value = fn(*args, **kwargs)
+    with the graph kept for an outer differentiation when ``nested``.
+
+    With ``guard`` (the first call of each gradient function), ``fn`` runs under _GraphGuard,
+    so ``float(x)``, ``x.item()`` and the like raise NotDifferentiable instead of silently
+    giving a zero gradient; later calls skip it, since a torch function mode costs every
+    operation a Python call.
+    """
+    if guard and not _is_compiling():
+        with _GraphGuard():
+            value = fn(*args, **kwargs)
+    else:
+        value = fn(*args, **kwargs)
+    if type(value) in PYTHON_NUMBERS:
+        raise returned_a_number(value)
     if not isinstance(value, torch.Tensor):
         value = torch.as_tensor(value)
     if value.ndim:

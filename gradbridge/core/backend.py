@@ -44,8 +44,30 @@ class DeviceNotAvailable(GradbridgeError):
 
 
 class NotDifferentiable(GradbridgeError, TypeError):
-    """An operation inside ``grad`` that the backend cannot differentiate (NumPy's own autodiff
-    knows the protocol's operations only, to first order)."""
+    """An operation inside ``grad`` that the backend cannot differentiate, or one that leaves
+    the graph (``float(x)``, ``x.item()``, ``bool(x)``, a NumPy copy), losing a gradient."""
+
+
+def left_the_graph(what: str) -> NotDifferentiable:
+    """The error for a traced value turned into a number or a host array inside ``grad``."""
+    return NotDifferentiable(
+        f"{what} inside grad turns a value being differentiated into a constant, so its "
+        "gradient would silently be 0; keep it an array and use the backend's operations "
+        "(be.where for a branch), or compute the number outside the function and pass it in"
+    )
+
+
+PYTHON_NUMBERS = (bool, int, float, complex)
+"""Exact types (NumPy scalars, which subclass float, are arrays here) that carry no gradient."""
+
+
+def returned_a_number(result: object) -> NotDifferentiable:
+    """The error for a function under ``grad`` that returns a Python number, not an array."""
+    return NotDifferentiable(
+        f"the function given to grad returned a Python {type(result).__name__} ({result!r}), "
+        "which carries no gradient; return the backend array itself (e.g. be.sum(...)), "
+        "without float() or .item()"
+    )
 
 
 class InvalidArgument(GradbridgeError, ValueError):

@@ -417,3 +417,65 @@ def test_argnums_out_of_range_is_invalid_argument(backend: Backend) -> None:
     differentiate = backend.grad(lambda a, b: backend.sum(a * b), argnums=(0, 2))
     with pytest.raises(gb.InvalidArgument, match="argnums"):
         differentiate(backend.ones(2), backend.ones(2))
+
+
+# --------------------------------------------------------------- leaving the graph
+
+# Each function turns the traced value into a constant (a number or a host array) and goes on
+# computing, so a backend that allowed it would return a silently wrong gradient: d/da of
+# float(a) * a is 2a, but the constant factor contributes nothing once it left the graph.
+LEAVING = {
+    "float": lambda be, a: float(a) * a,
+    "returns_a_python_number": lambda be, a: float(a) * 2.0,
+    "to_numpy": lambda be, a: be.sum(be.asarray(be.to_numpy(a))) * a,
+    "np_asarray": lambda be, a: float(np.asarray(a)) * a,
+}
+# Concrete under JAX's eager grad (JAX gives the primal's value, not an error): NumPy and torch
+# refuse them; JAX refuses them under be.jit only (see the closing note of the trust issue).
+LEAVING_EXCEPT_JAX = {
+    "item": lambda be, a: a.item() * a,
+    "bool": lambda be, a: a * 2.0 if bool(a) else a,
+}
+
+
+@pytest.mark.parametrize("case", [*LEAVING, *LEAVING_EXCEPT_JAX])
+def test_leaving_the_graph_is_not_differentiable(backend: Backend, case: str,
+                                                 request: pytest.FixtureRequest) -> None:
+    fn = {**LEAVING, **LEAVING_EXCEPT_JAX}[case]
+    if case in LEAVING_EXCEPT_JAX and backend.name == "jax":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="JAX's eager grad computes item()/bool() on the primal value"))
+    with pytest.raises(gb.NotDifferentiable, match=r"inside grad|returned a Python"):
+        backend.grad(lambda a: fn(backend, a))(backend.asarray(1.5))
+
+
+@pytest.mark.parametrize("case", [*LEAVING, *LEAVING_EXCEPT_JAX])
+def test_leaving_the_graph_under_jit_is_not_differentiable(backend: Backend, case: str) -> None:
+    fn = {**LEAVING, **LEAVING_EXCEPT_JAX}[case]
+    step = backend.jit(backend.grad(lambda a: fn(backend, a)))
+    with pytest.raises(gb.NotDifferentiable):
+        step(backend.asarray(1.5))
+
+
+def test_later_calls_are_checked_where_the_check_is_free(backend: Backend) -> None:
+    """NumPy and JAX refuse on every call; torch guards the first call of each gradient
+    function only (a torch function mode costs every operation a Python call)."""
+    gradient = backend.grad(lambda a: float(a) * a)
+    for _ in range(1 if backend.name == "torch" else 3):
+        with pytest.raises(gb.NotDifferentiable):
+            gradient(backend.asarray(1.5))
+
+
+def test_unused_inputs_and_constant_outputs_still_get_zero_gradients(backend: Backend) -> None:
+    """Not leaving the graph: the output does not depend on b, or on anything."""
+    a, b = backend.asarray(1.5), backend.asarray(-2.0)
+    ga, gb_ = backend.grad(lambda u, v: u * u, argnums=(0, 1))(a, b)
+    assert float(backend.to_numpy(ga)) == 3.0 and float(backend.to_numpy(gb_)) == 0.0
+    constant = backend.grad(lambda u: backend.sum(backend.asarray([1.0, 2.0])))(a)
+    assert float(backend.to_numpy(constant)) == 0.0
+
+
+def test_branching_on_a_comparison_is_allowed(backend: Backend) -> None:
+    """``if a > 0`` does not leave the graph: the comparison is a constant, a is not."""
+    gradient = backend.grad(lambda a: a * 3.0 if backend.to_numpy(a > 0) else -a)
+    assert float(backend.to_numpy(gradient(backend.asarray(2.0)))) == 3.0

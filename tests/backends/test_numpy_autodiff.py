@@ -441,7 +441,7 @@ def test_traced_values_behave_like_arrays() -> None:
         assert type(np.isfinite(x)) is np.ndarray  # boolean ufuncs: plain result
         assert type(x == x) is np.ndarray
         rows = list(x)
-        assert f"{be.sum(x):.6f}" == f"{np.sum(x.value):.6f}" and float(x[0, 0]) == x.value[0, 0]
+        assert f"{be.sum(x):.6f}" == f"{np.sum(x.value):.6f}"  # printing does not leave the graph
         return be.sum(be.where(mask, x, 0.0)) + be.sum(rows[0] * rows[1])
 
     x = normal(2, 3)

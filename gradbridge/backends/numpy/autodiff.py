@@ -31,12 +31,15 @@ from typing import Any
 import numpy as np
 
 from gradbridge.core.backend import (
+    PYTHON_NUMBERS,
     Argnums,
     Axis,
     InvalidArgument,
     NotDifferentiable,
     check_argnums,
     check_scalar_output,
+    left_the_graph,
+    returned_a_number,
     tree_map,
 )
 
@@ -112,11 +115,8 @@ class Tracer:
         return primitive(*args, **kwargs)
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotDifferentiable(
-            "a traced value cannot become a plain numpy array inside grad (its gradient would be "
-            "lost, and the NumPy backend's gradients are first order); use the backend's ops, "
-            "or float(x) for a number that is not differentiated"
-        )
+        raise left_the_graph("converting a traced value to a NumPy array (np.asarray, "
+                             "be.to_numpy)")
 
     def __setitem__(self, key: Any, item: Any) -> None:
         raise NotDifferentiable(
@@ -221,11 +221,27 @@ class Tracer:
     def __iter__(self) -> Any:
         return (self[i] for i in range(len(self)))
 
+    # Leaving the graph: a number or host copy of a traced value would carry no gradient.
     def __float__(self) -> float:
-        return float(self.value)
+        raise left_the_graph("float(x)")
+
+    def __int__(self) -> int:
+        raise left_the_graph("int(x)")
+
+    def __index__(self) -> int:
+        raise left_the_graph("using a traced value as an index")
+
+    def __complex__(self) -> complex:
+        raise left_the_graph("complex(x)")
 
     def __bool__(self) -> bool:
-        return bool(self.value)
+        raise left_the_graph("bool(x) (an if or while on a traced value)")
+
+    def item(self) -> Any:
+        raise left_the_graph("x.item()")
+
+    def tolist(self) -> Any:
+        raise left_the_graph("x.tolist()")
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
@@ -336,6 +352,8 @@ def value_and_grad(fn: Callable[..., Any], argnums: Argnums, dtype: str) -> Call
         for i in nums:
             inputs[i] = tree_map(tape.leaf, args[i])
         out = fn(*inputs, **kwargs)
+        if type(out) in PYTHON_NUMBERS:
+            raise returned_a_number(out)
         if isinstance(out, (tuple, list, dict)):
             raise InvalidArgument(
                 f"grad needs fn to return one scalar array, but it returned a {type(out).__name__}"
