@@ -6,6 +6,7 @@ makes the same NumPy calls in the same order, results must be bitwise equal (tol
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -135,17 +136,18 @@ def test_writes_into_arrays_made_inside_replay_in_order() -> None:
 def test_a_new_signature_traces_again() -> None:
     staged = be.jit(lambda x, k: be.sum(x * k))
     for x in (np.ones(3), np.ones(4), np.ones(4, np.float32), np.ones((4, 2))[:, 0]):
-        for k in (2.0, 3, -0.0, 0.0):
+        for k in (2.0, 3, np.float64(-0.5), np.int32(2), 0.0):  # four types of k
             assert_same(staged(x, k), np.sum(x * k))
     assert len(staged.programs) == staging.PROGRAMS_KEPT  # 16 signatures, the last 8 kept
     assert_same(staged(np.ones(3), 0.5), np.sum(np.ones(3) * 0.5))
 
 
-def test_negative_zero_is_its_own_constant() -> None:
+def test_negative_zero_arguments_keep_their_sign() -> None:
     staged = be.jit(lambda x, k: np.divide(x, k))
     with np.errstate(divide="ignore"):
         assert_same(staged(np.ones(2), 0.0), np.full(2, np.inf))
         assert_same(staged(np.ones(2), -0.0), np.full(2, -np.inf))
+    assert len(staged.programs) == 1
 
 
 def control_flow(x: Any) -> Any:
@@ -158,7 +160,7 @@ def control_flow(x: Any) -> Any:
     (lambda x: np.asarray(x) + 1, "plain array"),
     (lambda x: x.view(np.int64), "attribute 'view'"),
     (lambda x: be.sum(x[x > 0]), "boolean mask"),
-    (lambda x: np.nonzero(x > 0)[0] * 1.5, "depends on the values"),
+    (lambda x: np.nonzero(x > 0)[0] * 1.5, "numpy.nonzero"),
 ])
 def test_what_a_replay_cannot_repeat_runs_eagerly(fn: Any, reason: str) -> None:
     staged = be.jit(fn)
@@ -318,3 +320,170 @@ def test_fit_replays_every_built_in_problem(model: Any, loss: str, optimizer: st
               lr=0.01, epochs=3, batch_size=batch_size)
     program = train._program(be, model, losses.get(loss), optim.get(optimizer)(0.01))
     assert program.step.reason is None and program.step.programs
+
+
+# --------------------------------------------- what the trace cannot see runs eagerly, once
+
+
+VALUE_SHAPED = [
+    (lambda l, x: be.sum(x) / np.intersect1d(l, x).shape[0], "intersect1d"),
+    (lambda l, x: np.setdiff1d(l, x) * 2.0, "setdiff1d"),
+    (lambda l, x: np.flatnonzero(l > x) + 0.5, "flatnonzero"),
+    (lambda l, x: np.compress(l > x, x) * 2.0, "compress"),
+    (lambda l, x: np.extract(l > x, x) - 1.0, "extract"),
+    (lambda l, x: np.trim_zeros(np.maximum(l - x, 0.0)) * 3.0, "trim_zeros"),
+    (lambda l, x: np.argwhere(l > x) * 2, "argwhere"),
+    (lambda l, x: np.unique(l) + be.sum(x), "unique"),
+    (lambda l, x: np.nonzero(l > x)[0] * 1.5, "nonzero"),
+    (lambda l, x: np.where(l > x)[0] + 1, "where"),
+    (lambda l, x: np.repeat(x, (l > 1.5).astype(int)) * 2.0, "repeat"),
+    (lambda l, x: be.sum(x[l > x]), "boolean mask"),
+]
+
+
+@pytest.mark.parametrize("fn, name", VALUE_SHAPED, ids=[n for _, n in VALUE_SHAPED])
+def test_results_shaped_by_values_run_eagerly_and_stay_right(fn: Any, name: str) -> None:
+    """The first call's shape must not come back on later calls with other values."""
+    staged = be.jit(fn)
+    for l, x in ([[1.0, 2.0, 3.0], [2.0, 0.0, 3.0]], [[1.0, 2.0, 2.0], [2.0, 6.0, 7.0]],
+                 [[4.0, 2.0, 0.0], [1.0, 2.0, 3.0]], [[2.0, 2.0, 2.0], [2.0, 1.0, 0.0]]):
+        assert_same(staged(np.array(l), np.array(x)), fn(np.array(l), np.array(x)))
+    assert staged.reason is not None and name in staged.reason
+    assert not staged.programs
+
+
+def test_functions_not_known_to_be_shape_static_stop_the_trace_by_name() -> None:
+    staged = be.jit(lambda x: np.histogram(x, bins=3)[0] * 1.0)
+    x = np.array([0.0, 1.0, 1.0, 2.0])
+    assert_same(staged(x), np.histogram(x, bins=3)[0] * 1.0)
+    assert staged.reason is not None and "numpy.histogram" in staged.reason
+
+
+def test_shape_static_functions_still_replay() -> None:
+    def sorted_and_joined(x: Any, y: Any) -> Any:
+        s = np.sort(x) + np.argsort(y)
+        z = np.concatenate([np.transpose(np.stack([s, y])), np.broadcast_to(y[:, None], (3, 2))],
+                           axis=1)
+        return np.clip(np.where(z > 0, z, -z), 0.5, 2.5) @ np.ones(4), np.einsum("ij->j", z)
+
+    staged = be.jit(sorted_and_joined)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        x, y = rng.standard_normal(3), rng.standard_normal(3)
+        assert_same(staged(x, y), sorted_and_joined(x, y))
+    assert staged.reason is None and len(staged.programs) == 1
+
+
+def test_a_failed_signature_leaves_other_signatures_traced() -> None:
+    def masked_when_long(x: Any) -> Any:
+        return be.sum(x[x > 0]) if x.shape[0] > 2 else x * 2.0
+
+    staged = be.jit(masked_when_long)
+    long, short = np.array([1.0, -2.0, 3.0]), np.array([1.0, -2.0])
+    assert_same(staged(long), masked_when_long(long))
+    assert staged.reason is not None and "boolean mask" in staged.reason
+    for _ in range(2):
+        assert_same(staged(short), masked_when_long(short))
+        assert_same(staged(-long), masked_when_long(-long))
+    assert len(staged.programs) == 1  # the short signature traced; the long one runs eagerly
+
+
+def test_a_fallback_runs_the_function_once_per_call() -> None:
+    calls: list[int] = []
+
+    def logged(l: Any, x: Any) -> Any:
+        calls.append(len(calls))
+        return be.sum(x) / np.intersect1d(l, x).shape[0]
+
+    staged = be.jit(logged)
+    for k in range(1, 4):
+        l, x = np.arange(5.0), np.arange(3.0) + k  # 3, 3 and 2 values in common
+        assert_same(staged(l, x), logged(l, x))
+        assert len(calls) == 2 * k  # once by the jitted function, once by the eager reference
+
+
+def test_a_fallback_at_control_flow_runs_the_function_once() -> None:
+    calls: list[float] = []
+
+    def logged(x: Any) -> Any:
+        y = x * 2.0
+        calls.append(1.0)
+        return y if be.sum(y) > 0 else -y
+
+    staged = be.jit(logged)
+    assert_same(staged(np.array([1.0, -3.0])), np.array([-2.0, 6.0]))
+    assert calls == [1.0]
+    assert staged.reason is not None and "control flow" in staged.reason
+
+
+def sgd_step(params: dict[str, Any], x: Any, y: Any, lr: float) -> Any:
+    value, grads = be.value_and_grad(
+        lambda p: be.mean((p["w"] * x + p["b"] - y) ** 2))(params)
+    return {k: params[k] - lr * grads[k] for k in params}, value
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_learning_rate_sweep_traces_once(dtype: Any) -> None:
+    """Python numbers are inputs of the program (in float32, still weak scalars)."""
+    staged = be.jit(sgd_step)
+    x, y = (a.astype(dtype) for a in regression_data(30, seed=2))
+    params = {"w": np.zeros(1, dtype), "b": np.zeros(1, dtype)}
+    for lr in np.linspace(0.001, 0.3, 20).tolist():
+        assert_same(staged(params, x, y, lr), sgd_step(params, x, y, lr))
+    assert staged.reason is None and len(staged.programs) == 1
+
+
+def test_python_numbers_in_python_arithmetic_are_traced() -> None:
+    def scaled(x: Any, k: int, lr: float) -> Any:
+        return x[k] * (1 - lr) ** 2 + k // 2, -lr
+
+    staged = be.jit(scaled)
+    x = np.arange(12.0).reshape(4, 3)
+    for k, lr in [(0, 0.5), (1, 0.25), (3, -2.0), (2, 1e-3)]:
+        assert_same(staged(x, k, lr), scaled(x, k, lr))
+    assert staged.reason is None and len(staged.programs) == 1
+
+
+def test_a_python_number_that_sets_a_shape_becomes_part_of_the_signature() -> None:
+    staged = be.jit(lambda x, n: np.reshape(x, (n, -1)) * 2.0)
+    for n in (1, 2, 4, 2):
+        assert_same(staged(np.arange(4.0), n), np.reshape(np.arange(4.0), (n, -1)) * 2.0)
+    assert staged.reason is not None and "numpy.reshape" in staged.reason
+    assert len(staged.programs) == 2  # n = 1 ran eagerly (and found out), then one per value
+
+
+def test_python_numbers_that_steer_python_trace_once_per_value() -> None:
+    calls: list[float] = []
+
+    def decayed(x: Any, lr: float) -> Any:
+        calls.append(lr)
+        return x * math.exp(-lr) if lr > 0 else x
+
+    staged = be.jit(decayed)
+    sweep = [0.5, -1.0, 0.25, 0.5, -0.0, 0.0]
+    for lr in sweep:
+        assert_same(staged(np.ones(3), lr), decayed(np.ones(3), lr))
+    assert calls == [v for lr in sweep for v in (lr, lr)]  # once jitted, once eagerly
+    assert len(staged.programs) == 5  # the first call ran eagerly, each later value traced
+    assert_same(staged(np.ones(3), 0.25), decayed(np.ones(3), 0.25))
+    assert len(calls) == 2 * len(sweep) + 1  # a replay: only the eager reference ran
+
+
+def test_bools_are_part_of_the_signature() -> None:
+    staged = be.jit(lambda x, double: x * 2.0 if double else x + 1.0)
+    for flag in (True, False, True):
+        assert_same(staged(np.ones(2), flag), np.ones(2) * 2.0 if flag else np.ones(2) + 1.0)
+    assert staged.reason is None and len(staged.programs) == 2
+
+
+def test_printing_a_traced_value_runs_eagerly_and_prints_once_per_call(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def noisy(x: Any) -> Any:
+        print("total", be.sum(x))
+        return x * 2.0
+
+    staged = be.jit(noisy)
+    for k in range(3):
+        assert_same(staged(np.full(2, float(k))), np.full(2, 2.0 * k))
+    assert capsys.readouterr().out.splitlines() == ["total 0.0", "total 2.0", "total 4.0"]
+    assert staged.reason is not None and "text" in staged.reason
