@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradbridge.experiments.runner import Grid
+    from gradbridge.experiments.runner import Event, Grid
 
 
 def add_parser(sub: Any) -> None:
@@ -51,10 +51,12 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--out", metavar="DIR",
                      help="output directory (default results/<timestamp>/)")
     out.add_argument("--resume", action="store_true",
-                     help="finish the grid in --out (default: the newest results/ directory) "
-                          "without redoing finished runs; runs that ended in an error are redone")
+                     help="finish the grid in --out (default: the newest unfinished results/ "
+                          "directory) without redoing finished runs; runs that ended in an "
+                          "error, or were made with other settings, are redone")
     out.add_argument("--check", action="store_true",
-                     help="exit 1 if any run differs from the reference beyond tolerance or fails")
+                     help="exit 1 also if a run differs from the reference beyond tolerance or a "
+                          "named backend was skipped (a run in error always exits 1)")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bars and no summary table (also no bars when stdout is "
                           "not a terminal)")
@@ -80,7 +82,8 @@ def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
     """Run (or finish) a grid into ``out``, write report and plots, print a summary.
 
     ``grid`` may be None only with ``resume``: then the grid stored in ``out`` is finished.
-    Returns 1 when ``check`` is set and a run disagreed or failed, else 0.
+    Returns 1 when a run ended in an error, nothing ran, or ``check`` is set and a run
+    disagreed or its named backend was skipped; else 0.
     """
     from gradbridge.experiments import report, runner
 
@@ -89,7 +92,7 @@ def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
     show_progress = not quiet and sys.stdout.isatty()
     try:
         results = (_run_with_progress(grid, directory) if show_progress
-                   else runner.run_grid(grid, directory))
+                   else runner.run_grid(grid, directory, on_event=_note_redo))
     except KeyboardInterrupt:
         print(f"finished runs are saved in {directory}; complete the grid with: "
               f"gradbridge compare --resume --out {directory}", file=sys.stderr)
@@ -107,7 +110,18 @@ def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
     if check and failures:
         print("check failed:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
+    if errors := report.errors(results):
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        print(f"failed: {errors[0].splitlines()[0]}{more}; see {directory / 'report.md'}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _note_redo(event: Event) -> None:
+    """Say on stderr which stored run file is redone, and why."""
+    if event.kind == "redo":
+        print(f"note: {event.status}", file=sys.stderr)
 
 
 def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
@@ -128,9 +142,11 @@ def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
         task = progress.add_task("starting", total=len(runner.cells(grid)))
 
         def on_event(event: runner.Event) -> None:
-            if event.kind == "start":
+            if event.kind == "redo":
+                progress.console.print(f"note: {event.status}", style="yellow")
+            elif event.kind == "start":
                 progress.update(task, description=f"running {event.cell.label}")
-            else:
+            else:  # done or kept
                 progress.update(task, advance=1,
                                 description=f"{event.cell.label}: {event.status}")
 

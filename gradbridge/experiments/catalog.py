@@ -34,6 +34,11 @@ def _positive(name: str, value: float) -> None:
         raise invalid(name, value, "a number > 0")
 
 
+def _fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise invalid(name, value, "a relative difference between 0 and 1, such as 1e-4")
+
+
 @dataclass(frozen=True)
 class RegressionSettings:
     """The tutorial's regression: y = 3x + 2 + noise, full-batch gradient descent from w = b = 0."""
@@ -107,8 +112,8 @@ class Tolerances:
     float64: float = 1e-10
 
     def __post_init__(self) -> None:
-        _positive("tolerance.float32", self.float32)
-        _positive("tolerance.float64", self.float64)
+        _fraction("tolerance.float32", self.float32)
+        _fraction("tolerance.float64", self.float64)
 
     def for_dtype(self, dtype: str) -> float:
         return self.float64 if dtype == "float64" else self.float32
@@ -126,6 +131,17 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return {section.name: dataclasses.asdict(getattr(self, section.name))
                 for section in dataclasses.fields(self)}
+
+    def flat(self, uses: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """``{"section.key": value}`` (tuples as lists, as in JSON); only ``uses`` if given."""
+        values = {f"{section}.{key}": list(v) if isinstance(v, tuple) else v
+                  for section, table in self.as_dict().items() for key, v in table.items()}
+        return {k: v for k, v in values.items() if uses is None or _covers(uses, k)}
+
+
+def _covers(uses: tuple[str, ...], setting: str) -> bool:
+    """Whether ``setting`` ("section.key") is among ``uses`` (sections or "section.key")."""
+    return any(setting == u or setting.startswith(f"{u}.") for u in uses)
 
 
 SECTIONS: dict[str, type] = {"regression": RegressionSettings, "mlp_gradients": MlpSettings,
@@ -214,6 +230,7 @@ class Experiment:
     run: Callable[[Backend, Settings], Outcome]
     reference: Callable[[Settings], Outcome] | None
     stepped: bool  # the series' steps are epochs
+    uses: tuple[str, ...] = ()  # the settings its numbers depend on: sections or "section.key"
 
     @property
     def compared(self) -> bool:
@@ -463,16 +480,22 @@ def timing_run(be: Backend, settings: Settings) -> Outcome:
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("linalg", "dot product and batch matmul (tutorial)", linalg_run,
-               linalg_reference, stepped=False),
+               linalg_reference, stepped=False, uses=("tolerance",)),
     Experiment("regression", "linear regression by gradient descent (tutorial)",
-               regression_run, regression_reference, stepped=True),
+               regression_run, regression_reference, stepped=True,
+               uses=("regression", "tolerance")),
     Experiment("bayes", "medical test and posterior vs prevalence (tutorial)", bayes_run,
-               bayes_reference, stepped=False),
+               bayes_reference, stepped=False, uses=("tolerance",)),
     Experiment("mlp_gradients", "MLP loss gradient vs hand-written backprop", mlp_run,
-               mlp_reference, stepped=False),
+               mlp_reference, stepped=False, uses=("mlp_gradients", "tolerance")),
     Experiment("timing", "regression time per epoch over data sizes", timing_run, None,
-               stepped=False),
+               stepped=False, uses=("timing", "regression.seed")),
 )}
+
+
+def users_of(setting: str) -> list[str]:
+    """The experiments whose numbers depend on ``setting`` ("section.key")."""
+    return [e.name for e in EXPERIMENTS.values() if _covers(e.uses, setting)]
 
 
 def get(name: str) -> Experiment:

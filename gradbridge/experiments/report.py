@@ -6,15 +6,18 @@ or a comparison killed mid-write, only ever sees a complete old or new version.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from gradbridge.core.backend import InvalidArgument
 
 TEMP_SUFFIX = ".partial"
 
@@ -23,11 +26,22 @@ TEMP_SUFFIX = ".partial"
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data`` in one step: never a half-written file."""
+    """Replace ``path`` with ``data`` in one step: never a half-written file.
+
+    The file follows the user's umask; a path that cannot be written is an InvalidArgument.
+    """
     payload = data.encode() if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                    suffix=TEMP_SUFFIX)
+    make_directory(path.parent)
+    try:
+        _write_then_rename(path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"),
+                           path, payload)
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
+
+
+def _write_then_rename(temp: Path, path: Path, payload: bytes) -> None:
+    """Write a new file ``temp`` (mode 0666 less the umask), flush it to disk, rename it."""
+    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
@@ -35,8 +49,26 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             os.fsync(stream.fileno())
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temp.unlink()
         raise
+
+
+def make_directory(directory: Path) -> None:
+    """Create ``directory`` and its parents; failing to is an InvalidArgument naming it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(directory, exc) from exc
+
+
+def unwritable(path: Path, exc: OSError) -> InvalidArgument:
+    """The error for results that cannot be written to ``path``: why, and what to change."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        why = "a file stands where a directory is needed"
+    else:
+        why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return InvalidArgument(f"cannot write results to {path}: {why}; choose another --out")
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -45,6 +77,7 @@ def write_json(path: Path, document: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """Parse a JSON file (OSError if unreadable, ValueError if not JSON)."""
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -124,15 +157,38 @@ def _timing_rows(runs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def failures(results: Mapping[str, Any]) -> list[str]:
-    """One line per run that differs beyond tolerance or ended in an error (what --check fails)."""
+    """One line per reason ``--check`` fails: a run beyond tolerance or in error, a skipped run
+    of a backend that was named, a grid where nothing ran."""
+    named = results["grid"].get("backends_named", False)
     lines = []
     for run in results["runs"]:
-        where = f"{run['experiment']} on {run['backend']} {run['device']} {run['dtype']}"
         if run["status"] == "error":
-            lines.append(f"{where}: error: {run['reason']}")
+            lines.append(f"{_where(run)}: error: {run['reason']}")
+        elif run["status"] == "skipped" and named:
+            lines.append(f"{_where(run)}: skipped although {run['backend']} was named: "
+                         f"{run['reason']}")
         elif run["status"] == "ok" and run.get("verdict") and not run["verdict"]["agrees"]:
-            lines.append(f"{where}: {run['verdict']['text']}")
-    return lines
+            lines.append(f"{_where(run)}: {run['verdict']['text']}")
+    return lines + _nothing_ran(results)
+
+
+def errors(results: Mapping[str, Any]) -> list[str]:
+    """Runs that ended in an error, and a grid where nothing ran: failures even without --check."""
+    return [f"{_where(run)}: error: {run['reason']}" for run in results["runs"]
+            if run["status"] == "error"] + _nothing_ran(results)
+
+
+def _nothing_ran(results: Mapping[str, Any]) -> list[str]:
+    runs = results["runs"]
+    if any(run["status"] == "ok" for run in runs):
+        return []
+    skipped = sum(run["status"] == "skipped" for run in runs)
+    return [f"nothing ran: none of the grid's {_missing_cells(results) + len(runs)} runs "
+            f"finished ({skipped} skipped, {len(runs) - skipped} in error)"]
+
+
+def _where(run: Mapping[str, Any]) -> str:
+    return f"{run['experiment']} on {run['backend']} {run['device']} {run['dtype']}"
 
 
 def backend_verdicts(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:

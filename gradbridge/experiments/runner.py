@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import resource
 import sys
@@ -49,16 +50,22 @@ class Grid:
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]
     settings: Settings = dataclasses.field(default_factory=Settings)
+    backends_named: bool = False  # chosen by the user: one that cannot run is a failure
 
     def as_dict(self) -> dict[str, Any]:
         return {"experiments": list(self.experiments), "backends": list(self.backends),
                 "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "settings": self.settings.as_dict()}
+                "settings": self.settings.as_dict(), "backends_named": self.backends_named}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Grid:
         return cls(tuple(data["experiments"]), tuple(data["backends"]), tuple(data["devices"]),
-                   tuple(data["dtypes"]), catalog.settings_from_mapping(data["settings"]))
+                   tuple(data["dtypes"]), catalog.settings_from_mapping(data["settings"]),
+                   bool(data.get("backends_named", False)))  # older manifests lack the flag
+
+    def settings_of(self, experiment: str) -> dict[str, Any]:
+        """The settings ``experiment``'s numbers depend on, as ``{"section.key": value}``."""
+        return self.settings.flat(catalog.get(experiment).uses)
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,10 @@ class Cell:
 
 @dataclass(frozen=True)
 class Event:
-    """Progress news for a display: a run starts, finishes, or is kept from an earlier run."""
+    """Progress news for a display: a run starts, finishes, is kept from an earlier run, or an
+    earlier run's file is redone (``status`` then says why)."""
 
-    kind: str  # "start", "done" or "kept"
+    kind: str  # "start", "done", "kept" or "redo"
     cell: Cell
     status: str = ""
 
@@ -117,14 +125,32 @@ def grid_from_options(*, backends: Sequence[str] | None = None,
     regression = settings.regression if epochs is None else dataclasses.replace(
         settings.regression, epochs=epochs)
     settings = dataclasses.replace(settings, timing=timing, regression=regression)
-    return Grid(
+    grid = Grid(
         experiments=_unique("experiments", experiments, list(catalog.EXPERIMENTS),
                             lambda e: catalog.get(e).name),
         backends=_unique("backends", backends, list(known_specs()), lambda b: spec_for(b).name),
         devices=_unique("devices", devices, ["cpu"], _concrete_device),
         dtypes=_unique("dtypes", dtypes, list(DTYPES), normalize_dtype),
-        settings=settings,
+        settings=settings, backends_named=backends is not None,
     )
+    given = {"--epochs": epochs, "--sizes": sizes, "--repeats": repeats}
+    check_used(grid, {OPTION_SETTINGS[k]: k for k, v in given.items() if v is not None})
+    return grid
+
+
+OPTION_SETTINGS = {"--epochs": "regression.epochs", "--sizes": "timing.sizes",
+                   "--repeats": "timing.repeats"}
+
+
+def check_used(grid: Grid, given: Mapping[str, str]) -> None:
+    """Each setting given (``{"section.key": how it was given}``) must matter to the grid."""
+    for setting, how in given.items():
+        users = catalog.users_of(setting)
+        if not set(users) & set(grid.experiments):
+            raise InvalidArgument(
+                f"{how} is not used by any experiment in the grid "
+                f"({', '.join(grid.experiments)}): {setting} is used only by "
+                f"{', '.join(users)}; add {users[0]} to the experiments or drop {how}")
 
 
 def _unique(what: str, names: Sequence[str] | None, default: Sequence[str],
@@ -203,6 +229,8 @@ def load_config(path: str | Path) -> Config:
     grid = grid_from_options(backends=lists.get("backends"), devices=lists.get("devices"),
                              dtypes=lists.get("dtypes"), experiments=lists.get("experiments"),
                              settings=settings)
+    check_used(grid, {f"{section}.{key}": f"{section}.{key} in {path}"
+                      for section in catalog.SECTIONS for key in data.get(section, {})})
     return Config(grid, data.get("out"), data.get("check", False), data.get("quiet", False))
 
 
@@ -217,15 +245,11 @@ def _string_list(path: Path, key: str, value: Any) -> list[str]:
 
 
 def output_directory(out: str | None, *, resume: bool) -> Path:
-    """--out if given; with --resume alone the newest results/ run; else results/<timestamp>."""
+    """--out if given; with --resume alone the newest unfinished results/ run; else a new one."""
     if out:
         return Path(out)
     if resume:
-        started = sorted(p.parent for p in RESULTS_ROOT.glob("*/manifest.json"))
-        if not started:
-            raise InvalidArgument(f"--resume without --out found nothing to resume: no "
-                                  f"{RESULTS_ROOT}/*/manifest.json here; pass --out DIR")
-        return max(started, key=lambda p: p.stat().st_mtime)
+        return newest_unfinished()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     directory, n = RESULTS_ROOT / stamp, 1
     while directory.exists():
@@ -234,25 +258,67 @@ def output_directory(out: str | None, *, resume: bool) -> Path:
     return directory
 
 
+def newest_unfinished() -> Path:
+    """The newest comparison under results/ that has not finished; else an error listing them."""
+    started = sorted(p.parent for p in RESULTS_ROOT.glob("*/manifest.json"))
+    if not started:
+        raise InvalidArgument(f"--resume without --out found nothing to resume: no "
+                              f"{RESULTS_ROOT}/*/manifest.json here; pass --out DIR")
+    unfinished = [p for p in started if not _finished(p)]
+    if not unfinished:
+        raise InvalidArgument(
+            f"--resume without --out found no unfinished comparison: every one in "
+            f"{RESULTS_ROOT}/ has finished ({', '.join(p.name for p in started)}); pass "
+            "--out DIR to redo the failed runs of one, or start a new comparison")
+    return max(unfinished, key=lambda p: p.stat().st_mtime)
+
+
+def _finished(directory: Path) -> bool:
+    """Whether the manifest says the comparison ran to its end (unreadable: not finished)."""
+    try:
+        return "finished" in read_manifest(directory / "manifest.json")
+    except InvalidArgument:
+        return False
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``manifest.json`` with a valid grid; an unreadable or corrupt one is an error naming it."""
+    try:
+        record = report.read_json(path)
+        Grid.from_dict(record["grid"])
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {os.strerror(exc.errno or 0).lower()}; "
+                              "fix its permissions or choose another --out") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        what = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else "no valid grid"
+        raise InvalidArgument(f"{path} is corrupt ({what}), so its comparison cannot be "
+                              "resumed; start a new one with another --out") from exc
+    return dict(record)
+
+
 def prepare(directory: Path, grid: Grid | None, *, resume: bool, argv: Sequence[str]) -> Grid:
     """Check the grid against the machine and the directory; write the starting manifest.
 
     Without ``resume`` the directory must not hold runs already. With it, the grid stored in
     the directory is the one finished, and a different ``grid`` given is an error.
     """
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgument(f"cannot write results to {directory}: it is a file, not a "
+                              "directory; choose another --out")
     manifest_path = directory / "manifest.json"
     record: dict[str, Any]
     if resume:
         if not manifest_path.is_file():
             raise InvalidArgument(f"nothing to resume in {directory}: it has no manifest.json; "
                                   "run without --resume to start a comparison there")
-        record = report.read_json(manifest_path)
+        record = read_manifest(manifest_path)
         stored = Grid.from_dict(record["grid"])
-        if grid is not None and grid.as_dict() != stored.as_dict():
+        if grid is not None and (changed := grid_differences(stored, grid)):
             raise InvalidArgument(
-                f"{directory} holds a comparison of another grid ({_grid_line(stored)}); "
+                f"{directory} holds a comparison of another grid ({'; '.join(changed)}); "
                 "resume it without grid options, or choose another --out")
         grid = stored
+        record.pop("finished", None)  # finished again only when this run reaches the end
         record.setdefault("resumed", []).append({"command": list(argv), "at": manifest.now()})
     else:
         if any((directory / "runs").glob("*.json")):
@@ -262,7 +328,8 @@ def prepare(directory: Path, grid: Grid | None, *, resume: bool, argv: Sequence[
         record = {"schema": 1, "command": list(argv), "started": manifest.now(),
                   "grid": grid.as_dict(), "seeds": seeds(grid.settings), "resumed": []}
     check_devices(grid)
-    (directory / "runs").mkdir(parents=True, exist_ok=True)
+    check_memory(grid)
+    report.make_directory(directory / "runs")
     for stale in directory.rglob(f"*{report.TEMP_SUFFIX}"):
         stale.unlink()  # a write cut off by a kill; its target still holds the last version
     record["environment"] = manifest.environment(list(grid.backends))
@@ -270,8 +337,14 @@ def prepare(directory: Path, grid: Grid | None, *, resume: bool, argv: Sequence[
     return grid
 
 
-def _grid_line(grid: Grid) -> str:
-    return "; ".join(f"{k}: {','.join(v)}" for k, v in grid.as_dict().items() if k != "settings")
+def grid_differences(stored: Grid, given: Grid) -> list[str]:
+    """``"what: stored X, given Y"`` for each list and setting in which two grids differ."""
+    def flat(grid: Grid) -> dict[str, str]:
+        lists = {k: ",".join(v) for k, v in grid.as_dict().items() if isinstance(v, list)}
+        return {**lists, **{k: str(v) for k, v in grid.settings.flat().items()}}
+
+    old, new = flat(stored), flat(given)
+    return [f"{k}: stored {old[k]}, given {new[k]}" for k in old if old[k] != new[k]]
 
 
 def seeds(settings: Settings) -> dict[str, int]:
@@ -300,27 +373,57 @@ def check_devices(grid: Grid) -> None:
             + ("" if gpu else " (no CUDA GPU was found: use --devices cpu)"))
 
 
+BYTES_PER_POINT = 128
+"""Memory per data point that a run may hold at its peak. Measured for the timing sweep at
+N = 2e6 in float64 on CPU (x, y and one epoch's work arrays): NumPy 36, JAX 78, PyTorch 92."""
+
+
+def check_memory(grid: Grid, available: int | None = None) -> None:
+    """Refuse up front a data size whose arrays cannot fit in this machine's memory."""
+    limit = available or physical_memory()
+    sizes = {"regression": ("regression.n", grid.settings.regression.n),
+             "timing": ("timing.sizes", max(grid.settings.timing.sizes))}
+    for setting, n in (sizes[e] for e in grid.experiments if e in sizes):
+        if limit is not None and n * BYTES_PER_POINT > limit:
+            raise InvalidArgument(
+                f"{setting} N = {n:,} needs about {n * BYTES_PER_POINT / 1e9:,.1f} GB of memory "
+                f"({BYTES_PER_POINT} bytes per data point), more than this machine's "
+                f"{limit / 1e9:,.1f} GB; choose a smaller size")
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, where the OS tells it."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
 # ------------------------------------------------------------------------- running
 
 
 def run_grid(grid: Grid, directory: Path,
              on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
-    """Run every cell without a finished run file in ``directory``; return the results."""
+    """Run every cell without a finished run file of the same settings; return the results."""
     notify = on_event or (lambda event: None)
     references = {name: experiment.reference(grid.settings)
                   for name in grid.experiments
                   if (experiment := catalog.get(name)).reference is not None}
-    finished = read_runs(directory)
     records: dict[Cell, dict[str, Any]] = {}
     for cell in cells(grid):
-        kept = finished.get(cell.filename)
-        if kept is not None and kept.get("status") in KEPT_STATUSES:
+        path = directory / "runs" / cell.filename
+        kept, why = stored_run(path, cell, grid.settings_of(cell.experiment))
+        if kept is not None:
             records[cell] = kept
             notify(Event("kept", cell, kept["status"]))
             continue
+        if why:
+            notify(Event("redo", cell, f"{path} {why}; running it again"))
         notify(Event("start", cell))
-        records[cell] = run_cell(cell, grid.settings, references.get(cell.experiment))
-        report.write_json(directory / "runs" / cell.filename, records[cell])
+        records[cell] = {**run_cell(cell, grid.settings, references.get(cell.experiment),
+                                    backend_named=grid.backends_named),
+                         "settings": grid.settings_of(cell.experiment)}
+        report.write_json(path, records[cell])
         report.write_results(assemble(grid, references, records), directory)
         notify(Event("done", cell, records[cell]["status"]))
     results = assemble(grid, references, records)
@@ -329,15 +432,29 @@ def run_grid(grid: Grid, directory: Path,
     return results
 
 
-def read_runs(directory: Path) -> dict[str, dict[str, Any]]:
-    """Finished run files by file name; an unreadable file counts as not finished."""
-    runs = {}
-    for path in sorted((directory / "runs").glob("*.json")):
-        try:
-            runs[path.name] = report.read_json(path)
-        except (OSError, ValueError):
-            continue
-    return runs
+def stored_run(path: Path, cell: Cell,
+               settings: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The finished run of ``cell`` at ``path`` to keep, else None and why it is not kept.
+
+    A missing file or a run that ended in an error is simply redone (the reason is empty).
+    """
+    try:
+        record = report.read_json(path)
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, ValueError):
+        return None, "is unreadable or not valid JSON"
+    if not isinstance(record, dict) or {**record, **cell.as_dict()} != record:
+        return None, "is not a run record of this cell"
+    if record.get("status") not in KEPT_STATUSES:
+        return None, ""
+    stored = record.get("settings")
+    stored = stored if isinstance(stored, dict) else {}
+    changed = [f"{k}: stored {stored.get(k)}, given {v}" for k, v in settings.items()
+               if stored.get(k) != v]
+    if changed:
+        return None, f"was made with other settings ({'; '.join(changed)})"
+    return record, ""
 
 
 def assemble(grid: Grid, references: Mapping[str, Outcome],
@@ -363,14 +480,19 @@ def _refresh_manifest(directory: Path, grid: Grid) -> None:
     report.write_json(path, record)
 
 
-def run_cell(cell: Cell, settings: Settings, reference: Outcome | None) -> dict[str, Any]:
-    """Run one cell: skipped if its backend or device is unavailable, error if it raises."""
+def run_cell(cell: Cell, settings: Settings, reference: Outcome | None, *,
+             backend_named: bool = False) -> dict[str, Any]:
+    """Run one cell: error if it raises or its named backend cannot load; skipped if a backend
+    it was not asked for by name cannot load, or its device lacks the dtype."""
     from gradbridge.config import get_backend
 
     record: dict[str, Any] = {**cell.as_dict(), "started": manifest.now()}
     try:
         be = get_backend(cell.backend, device=cell.device, dtype=cell.dtype)
     except Exception as exc:  # any failure to load means this backend cannot run here
+        if backend_named:
+            return {**record, "status": "error",
+                    "reason": f"the {cell.backend} backend cannot load: {exc}"}
         return {**record, "status": "skipped", "reason": str(exc)}
     if cell.dtype == "float64" and not be.capabilities.supports_float64:
         return {**record, "status": "skipped",

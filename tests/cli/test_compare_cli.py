@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import gradbridge as gb
 from gradbridge.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +48,13 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (["--backends", "numpy,numpi"], "unknown backend 'numpi'; known backends:"),
     (["--experiments", "nope"], "unknown experiment 'nope'; known experiments: linalg"),
     (["--sizes", "100,many"], "timing size 'many'"),
+    (["--sizes", "1e12", "--experiments", "timing"],
+     "timing.sizes N = 1,000,000,000,000 needs about 128,000.0 GB of memory"),
+    (["--epochs", "5", "--experiments", "bayes"], "--epochs is not used by any experiment in "
+     "the grid (bayes): regression.epochs is used only by regression; add regression to"),
+    (["--sizes", "100", "--experiments", "linalg"],
+     "--sizes is not used by any experiment in the grid (linalg): timing.sizes is used only by "
+     "timing; add timing to the experiments or drop --sizes"),
 ])
 def test_bad_grids_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +76,7 @@ def test_out_with_results_needs_resume_and_resume_keeps_its_grid(
     assert main(["compare", "--out", out, "--resume", "--quiet", "--check"]) == 0
 
 
-def test_resume_without_out_finds_the_newest_results(
+def test_resume_without_out_lists_finished_comparisons_instead_of_redoing_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
@@ -75,8 +84,57 @@ def test_resume_without_out_finds_the_newest_results(
     assert "found nothing to resume" in capsys.readouterr().err
     assert main(["compare", *SMALL, "--dtypes", "float64", "--quiet"]) == 0
     (started,) = (tmp_path / "results").iterdir()
-    assert main(["compare", "--resume", "--quiet"]) == 0
-    assert list((tmp_path / "results").iterdir()) == [started]
+    assert main(["compare", "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --resume without --out found no unfinished comparison: every one "
+                   f"in results/ has finished ({started.name}); pass --out DIR to redo the "
+                   "failed runs of one, or start a new comparison\n")
+
+
+def test_errors_fail_the_command_even_quiet_and_named_backends_must_load(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gb.register_backend("ghost", "ghost_framework_that_is_not_installed.backend:Ghost",
+                        install="pip install ghost-framework")
+    try:
+        base = ["compare", "--backends", "numpy,ghost", "--experiments", "linalg", "--dtypes",
+                "float64", "--quiet"]
+        assert main([*base, "--out", str(tmp_path / "a")]) == 1
+        first = capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / "b"), "--check"]) == 1
+        second = capsys.readouterr().err
+    finally:
+        gb.unregister_backend("ghost")
+    assert first.out == ""
+    assert first.err.startswith("failed: linalg on ghost cpu float64: error: the ghost backend "
+                                "cannot load: ") and first.err.count("\n") == 1
+    assert second.startswith("check failed:\n  linalg on ghost cpu float64: error: the ghost")
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [r["status"] for r in results["runs"]] == ["ok", "error"]
+
+
+def test_unwritable_or_corrupt_paths_are_one_error_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["compare", "--backends", "numpy", "--experiments", "linalg", "--dtypes", "float64",
+            "--quiet"]
+    (tmp_path / "file").write_text("")
+    assert main([*base, "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == (f"error: cannot write results to {tmp_path / 'file'}: "
+                                       "it is a file, not a directory; choose another --out\n")
+    with monkeypatch.context() as patch:  # as root, a chmod'ed directory would stay writable
+        patch.setattr(os, "mkdir", lambda *a, **k: (_ for _ in ()).throw(
+            OSError(errno.EROFS, "Read-only file system")))
+        assert main([*base, "--out", str(tmp_path / "ro" / "out")]) == 2
+    runs = tmp_path / "ro" / "out" / "runs"
+    assert capsys.readouterr().err == (f"error: cannot write results to {runs}: read-only file "
+                                       "system; choose another --out\n")
+    out = tmp_path / "done"
+    assert main([*base, "--out", str(out)]) == 0
+    (out / "manifest.json").write_text("")
+    assert main(["compare", "--resume", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'manifest.json'} is corrupt (not valid "
+                                       "JSON), so its comparison cannot be resumed; start a "
+                                       "new one with another --out\n")
 
 
 def write_wrong_plugin(root: Path) -> None:
@@ -138,6 +196,15 @@ def test_example_configs_run(example: str, tmp_path: Path) -> None:
     assert len(results["runs"]) == cells
     assert all(run["status"] in ("ok", "skipped") for run in results["runs"])
     assert all(run["verdict"]["agrees"] for run in results["runs"] if run.get("verdict"))
+
+
+def test_run_names_a_binary_config_file(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "plot.toml"
+    config.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert main(["run", str(config)]) == 2
+    assert capsys.readouterr().err == (f"error: {config} is not a TOML text file (byte 0 is "
+                                       "not UTF-8); give the path of a UTF-8 TOML file\n")
 
 
 def test_run_rejects_unknown_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

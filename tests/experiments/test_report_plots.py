@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradbridge.core.backend import InvalidArgument
 from gradbridge.experiments import catalog, plots, report, runner
 from gradbridge.experiments.catalog import Outcome, RegressionSettings, Settings
 
@@ -124,7 +125,7 @@ def test_atomic_write_never_leaves_half_a_file(tmp_path: Path,
     target = tmp_path / "results.json"
     report.atomic_write(target, "old")
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InvalidArgument, match=f"cannot write results to {target}: disk full"):
         report.atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # temp file removed

@@ -220,6 +220,13 @@ float32 = 1e-3
     ("experiments = []", "experiments is empty; name at least one"),
     ("regression = 3", r"\[regression\] must be a table"),
     ("backends = [", "is not valid TOML"),
+    ("[tolerance]\nfloat32 = 1.5", "tolerance.float32=1.5 is not valid; expected a relative"),
+    ("[tolerance]\nfloat64 = 0.0", "tolerance.float64=0.0 is not valid"),
+    ("experiments = ['bayes']\n[regression]\nepochs = 5", "regression.epochs in .* is not "
+     r"used by any experiment in the grid \(bayes\): regression.epochs is used only by "
+     "regression"),
+    ("experiments = ['timing']\n[regression]\nseed = 1\n[tolerance]\nfloat32 = 1e-3",
+     "tolerance.float32 in .* is used only by linalg, regression, bayes, mlp_gradients"),
 ])
 def test_config_file_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
@@ -304,7 +311,8 @@ def test_prepare_refuses_to_mix_comparisons(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="already holds results; add --resume"):
         runner.prepare(tmp_path, grid, resume=False, argv=[])
     other = small_grid(experiments=("bayes",), dtypes=("float64",))
-    with pytest.raises(InvalidArgument, match=r"another grid .*experiments: linalg"):
+    with pytest.raises(InvalidArgument, match=r"another grid .*experiments: stored linalg, "
+                                              "given bayes"):
         runner.prepare(tmp_path, other, resume=True, argv=[])
     with pytest.raises(InvalidArgument, match="nothing to resume"):
         runner.prepare(tmp_path / "empty", None, resume=True, argv=[])
