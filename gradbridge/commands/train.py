@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     every = max(SEED["log_every"], args.epochs // 5)
     callbacks = () if args.json else (log_every(every),)
     if args.data is None:
-        history = run_regression(be, epochs=args.epochs, lr=args.lr,
-                                 n=100 if args.n is None else args.n, seed=args.seed,
+        n = 100 if args.n is None else data.check_count("--n", args.n)
+        data.check_sample_memory("--n", n, 2)  # before the tutorial's x and y are drawn
+        history = run_regression(be, epochs=args.epochs, lr=args.lr, n=n, seed=args.seed,
                                  batch_size=args.batch_size, callbacks=callbacks)
         w: Any = float(history.params["w"])
     else:

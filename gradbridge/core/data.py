@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,13 @@ import numpy as np
 
 from gradbridge.core.backend import InvalidArgument, invalid
 
+BYTES_PER_VALUE = 24
+"""Host memory one data value costs while training, estimated: the float64 original, its copy
+in the backend's dtype and the loss's and gradient's temporaries (16 measured for the tutorial)."""
+
+LARGE_DATA = 1e3
+"""Data beyond this magnitude get 'scale the columns' as the divergence hint, not 'lower lr'."""
+
 # ------------------------------------------------------------------------ generation
 
 
@@ -24,7 +32,8 @@ def make_linear(n: int, w: Sequence[float], b: float, *, noise: float = 0.5,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``x`` of shape (n, len(w)) from a standard normal and ``y = x @ w + b + noise * N(0, 1)``."""
     rng = np.random.default_rng(check_seed(seed))
-    x = rng.standard_normal((check_count("n", n), len(w)))
+    check_sample_memory("n", check_count("n", n), len(w) + 1)
+    x = rng.standard_normal((n, len(w)))
     y = x @ np.asarray(w, dtype=np.float64) + b + noise * rng.standard_normal(n)
     return x, y
 
@@ -34,7 +43,8 @@ def make_binary(n: int, w: Sequence[float], b: float, *,
     """Logistic-regression data: ``x`` standard normal, labels 0.0/1.0 drawn with
     P(1) = sigmoid(x @ w + b)."""
     rng = np.random.default_rng(check_seed(seed))
-    x = rng.standard_normal((check_count("n", n), len(w)))
+    check_sample_memory("n", check_count("n", n), len(w) + 1)
+    x = rng.standard_normal((n, len(w)))
     p = 1.0 / (1.0 + np.exp(-(x @ np.asarray(w, dtype=np.float64) + b)))
     return x, (rng.random(n) < p).astype(np.float64)
 
@@ -84,6 +94,49 @@ def check_positive(argument: str, value: float, accepted: str = "a finite number
             or not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero)):
         raise invalid(argument, value, accepted)
     return float(value)
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (``os.sysconf``), or None where it cannot say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse up front what cannot fit in physical memory, instead of a MemoryError later;
+    ``what`` names the value and where it came from, ``fix`` says what to do instead."""
+    limit = physical_memory()
+    if limit is not None and nbytes > limit:
+        raise InvalidArgument(f"{what} needs about {_size(nbytes)} of memory, more than this "
+                              f"machine's {_size(limit)} of physical memory; {fix}")
+
+
+def check_sample_memory(argument: str, n: int, columns: int) -> None:
+    """Refuse ``n`` samples of ``columns`` values (features and target) too many for memory."""
+    check_memory(float(n) * columns * BYTES_PER_VALUE, f"{argument}={n} samples",
+                 f"choose a smaller {argument}")
+
+
+def _size(nbytes: float) -> str:
+    """A byte count in B, KiB, MiB, GiB, TiB or PiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} PiB"
+
+
+def largest_magnitude(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """The largest absolute value in the data and where it is: ``x[:, j]``, ``x`` or ``y``."""
+    found = []
+    for name, array in (("x", x), ("y", y)):
+        rows = array.reshape(array.shape[0], -1)
+        peaks = np.maximum(rows.max(axis=0), -rows.min(axis=0))
+        j = int(np.argmax(peaks))
+        found.append((float(peaks[j]), f"{name}[:, {j}]" if array.ndim == 2 else name))
+    return max(found)
 
 
 def check_batch_size(batch_size: int | None, n: int) -> int | None:

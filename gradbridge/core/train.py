@@ -46,6 +46,10 @@ MAX_CHUNK = 1000
 PROGRAMS_KEPT = 16
 """How many (backend, model, loss, optimizer) programs stay compiled between ``fit`` calls."""
 
+BYTES_PER_EPOCH = 96
+"""Host memory one epoch's loss costs, estimated: a float64 slot, a Python float in
+``History.losses`` and its JSON text (86 measured with ``gradbridge train --json``)."""
+
 Carry = tuple[Params, dict[str, Any]]
 _Launched = tuple[Any, tuple[int, Carry], int]
 """A chunk in flight: its losses where the backend made them, its (epoch, carry) start, length."""
@@ -186,13 +190,16 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
     smaller batches follow ``data.epoch_order(n, seed, epoch)``. ``callbacks`` (Callback objects
     or functions of an EpochEnd) run after every epoch and may stop training early.
     A non-finite loss or one above ``max_loss`` raises TrainingDiverged carrying the history
-    up to the last finite loss and the parameters that produced it.
+    up to the last finite loss and the parameters that produced it. A parameter the model reads
+    but ``params`` lacks, or a loss history too large for memory, is an InvalidArgument.
     """
     be = _resolve_backend(backend)
     optim.check_lr(lr)
     loss_fn = losses.get(loss) if isinstance(loss, str) else loss
     opt = optim.get(optimizer)(lr) if isinstance(optimizer, str) else optimizer
     epochs = data.check_count("epochs", epochs)
+    data.check_memory(float(epochs) * BYTES_PER_EPOCH, f"epochs={epochs} (the loss history)",
+                      "train for fewer epochs")
     seed = data.check_seed(seed)
     if not 0 < max_loss <= math.inf:
         raise invalid("max_loss", max_loss, "a number > 0")
@@ -206,6 +213,7 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
                       "functions model(be, params, x) and loss(be, prediction, target)")
     start = _host_params(params)
     program = _program(be, model, loss_fn, opt)
+    largest, sample = data.largest_magnitude(x_host, y_host), x_host[:1].copy()
     runner: _Runner
     if batch_size is None or batch_size == n:
         runner = _FullBatch(program, x_host, y_host)
@@ -217,10 +225,66 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
             callback.on_train_begin()
         elif not callable(callback):
             raise invalid("callbacks", callback, "Callback objects or functions f(EpochEnd)")
-    loop = _Loop(be, runner, start, epochs, callbacks, max_loss, opt)
+    loop = _Loop(be, runner, start, epochs, callbacks, max_loss, _divergence_hint(opt, largest))
     with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
         on_backend = tree.to_backend(be, start)
-        return loop.run((on_backend, opt.init(be, on_backend)))
+        try:
+            return loop.run((on_backend, opt.init(be, on_backend)))
+        except KeyError as exc:
+            error = _missing_params(be, model, on_backend, sample)
+            if error is None:
+                raise
+            raise error from exc
+
+
+def _divergence_hint(opt: Optimizer, largest: tuple[float, str]) -> str:
+    """What to try when training diverges: scale large data, else lower the learning rate."""
+    value, where = largest
+    if value > data.LARGE_DATA:
+        return (f"the data are large, up to {value:.3g} in {where}: standardize or scale the "
+                "columns (e.g. to mean 0 and standard deviation 1) before training")
+    return f"lower the learning rate (lr={opt.lr:g})"
+
+
+class _ReadLog(dict[Any, Any]):
+    """Parameters that note, in order, each name a model reads."""
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self.read: list[Any] = []
+
+    def __getitem__(self, key: Any) -> Any:
+        if key not in self.read:
+            self.read.append(key)
+        return super().__getitem__(key)
+
+
+def _missing_params(be: Backend, model: Model, params: Params,
+                    sample: np.ndarray) -> InvalidArgument | None:
+    """The error for a model reading parameters that ``params`` lacks, found by running it on
+    one sample, each missing one set to 0 in turn; None when nothing is missing."""
+    log, x = _ReadLog(params), be.asarray(sample)
+    complete = False
+    for _ in range(len(params) + 8):
+        try:
+            model(be, log, x)
+            complete = True
+            break
+        except KeyError as exc:
+            if not exc.args or exc.args[0] in log:
+                break  # not a missing parameter: the KeyError came from elsewhere
+            log[exc.args[0]] = be.zeros(())
+        except Exception:  # a 0 of the wrong shape: the names read so far must do
+            break
+    missing = [name for name in log.read if name not in params]
+    if not missing:
+        return None
+    needs = ", ".join(map(repr, log.read)) + ("" if complete else ", ... (at least)")
+    return InvalidArgument(
+        f"params lacks {', '.join(map(repr, missing))}, which the model "
+        f"{getattr(model, '__name__', model)} reads; params has {', '.join(map(repr, params))}; "
+        f"the model needs {needs}; add the missing ones (models.init_* make complete params)"
+    )
 
 
 def _host_params(params: Params) -> Params:
@@ -453,9 +517,9 @@ class _Loop:
     """The epoch loop around a runner: chunking, timing, callbacks and divergence."""
 
     def __init__(self, be: Backend, runner: _Runner, template: Params, epochs: int,
-                 callbacks: Sequence[CallbackLike], max_loss: float, opt: Optimizer) -> None:
+                 callbacks: Sequence[CallbackLike], max_loss: float, hint: str) -> None:
         self.be, self.runner, self.template, self.epochs = be, runner, template, epochs
-        self.callbacks, self.max_loss, self.opt = callbacks, max_loss, opt
+        self.callbacks, self.max_loss, self.hint = callbacks, max_loss, hint
         self.lengths = [1] * epochs if callbacks else _chunk_lengths(epochs)
         self.losses = np.empty(epochs)  # filled chunk by chunk; Python floats once it's over
         self.done = 0  # epochs whose losses are in self.losses
@@ -530,7 +594,7 @@ class _Loop:
         return TrainingDiverged(
             f"training diverged at epoch {bad_epoch}: the loss {bad_loss:.6g} {why}; {before}",
             epoch=bad_epoch, last_finite_loss=last, history=history,
-            hint=f"lower the learning rate (lr={self.opt.lr:g})",
+            hint=self.hint,
         )
 
     def _in_order(self, params: Params) -> Params:

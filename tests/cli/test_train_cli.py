@@ -95,3 +95,34 @@ def test_n_with_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path.write_text("1,2\n3,4\n")
     assert main(["train", "--data", str(path), "--n", "5", "--backend", "numpy"]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n", "100000000000"], "--n=100000000000 samples needs about"),
+    (["--epochs", "1000000000000"], "epochs=1000000000000 (the loss history) needs about"),
+])
+def test_sizes_beyond_memory_exit_2_before_allocating(args: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--backend", "numpy", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {message}") and "of physical memory" in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+def test_divergence_on_unscaled_csv_says_scale_the_columns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("x,y\n1e200,1\n2e200,2\n3,3\n")
+    assert main(["train", "--data", str(path), "--backend", "numpy", "--dtype", "float64",
+                 "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "up to 2e+200 in x[:, 0]: standardize or scale the columns" in err
+    assert "lower the learning rate" not in err and err.count("\n") == 1
+
+
+def test_unknown_backend_in_environment_names_it(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GRADBRIDGE_BACKEND", "tensorflow")
+    assert main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'tensorflow'" in err and "unset GRADBRIDGE_BACKEND" in err
