@@ -449,7 +449,8 @@ def stored_run(path: Path, cell: Cell,
     if record.get("status") not in KEPT_STATUSES:
         return None, ""
     stored = record.get("settings")
-    stored = stored if isinstance(stored, dict) else {}
+    if not isinstance(stored, dict):
+        return None, "holds no settings to check (an older gradbridge wrote it)"
     changed = [f"{k}: stored {stored.get(k)}, given {v}" for k, v in settings.items()
                if stored.get(k) != v]
     if changed:
