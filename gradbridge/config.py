@@ -14,7 +14,7 @@ import contextvars
 import functools
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -22,13 +22,15 @@ from typing import Any
 
 from gradbridge.core.backend import (
     Backend,
+    BackendNotInstalled,
     DeviceNotAvailable,
     GradbridgeError,
     InvalidArgument,
     normalize_device,
     normalize_dtype,
+    resolve_device,
 )
-from gradbridge.core.registry import load_backend_class, spec_for
+from gradbridge.core.registry import BackendInfo, load_backend_class, spec_for
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,9 +131,10 @@ def resolve(backend: str | None = None, device: str | None = None,
     return Selection(values["backend"], values["device"], values["dtype"], sources)
 
 
-def diagnose() -> tuple[dict[str, dict[str, str]], list[str]]:
+def diagnose(infos: Sequence[BackendInfo] = ()) -> tuple[dict[str, dict[str, str]], list[str]]:
     """What ``resolve()`` would choose, for ``gradbridge backends``: each setting's value and
-    source (and ``error`` when it is bad), and every problem, instead of raising at the first."""
+    source (and ``error`` when it is bad, also where ``infos`` show the chosen backend cannot
+    load or lacks the chosen device), and every problem, instead of raising at the first."""
     problems: list[str] = []
     try:
         file_values, file_path = _read_config_file(Path.cwd())
@@ -146,7 +149,27 @@ def diagnose() -> tuple[dict[str, dict[str, str]], list[str]]:
         except GradbridgeError as exc:
             settings[field]["error"] = str(_from_source(exc, field, source))
             problems.append(settings[field]["error"])
+    unusable = _unusable(settings, infos)
+    if unusable is not None:
+        field, error = unusable
+        settings[field]["error"] = str(_from_source(error, field, settings[field]["source"]))
+        problems.append(settings[field]["error"])
     return settings, problems
+
+
+def _unusable(settings: Mapping[str, Mapping[str, str]],
+              infos: Sequence[BackendInfo]) -> tuple[str, GradbridgeError] | None:
+    """The field and error where the chosen backend cannot load here or lacks the device."""
+    info = next((i for i in infos if i.name == settings["backend"]["value"]), None)
+    if info is None or "error" in settings["device"]:
+        return None
+    if not info.loadable:
+        return "backend", BackendNotInstalled(info.reason or f"{info.name} cannot load here")
+    try:
+        resolve_device(settings["device"]["value"], info.devices, info.name)
+    except DeviceNotAvailable as exc:
+        return "device", exc
+    return None
 
 
 def _choices(explicit: tuple[str | None, ...], file_values: Mapping[str, str],

@@ -1,10 +1,10 @@
 """``gradbridge backends``: which backends exist here, and which one a plain call would use.
 
-A diagnostic runs whatever the settings say: a bad backend, device or dtype setting (or a
-broken config file) is shown with its source beside everything else, in the table and under
-``problems`` in ``--json``; the command then also prints one ``error:`` line naming it and
-exits 2, so that scripts notice a setting that every other command would refuse.
-"""
+A diagnostic runs whatever the settings say. A bad backend, device or dtype setting (an
+unknown name, a backend that cannot load here, a device it lacks) or a broken config file is
+shown with its source beside everything else, in the table and under ``problems`` in
+``--json``; the command then also prints one ``error:`` line naming it and exits 2, so that
+scripts notice a setting that every other command would refuse."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from gradbridge.core.registry import list_backends
 
     infos = list_backends()
-    selected, problems = diagnose()
+    selected, problems = diagnose(infos)
     if args.json:
         print(json.dumps({"backends": [i.as_dict() for i in infos], "selected": selected,
                           "problems": problems}, indent=2))

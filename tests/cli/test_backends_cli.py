@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import gradbridge as gb
 from gradbridge import cli
 from gradbridge.commands import backends as backends_command
 
@@ -152,6 +153,31 @@ def test_broken_config_file_still_lists_everything(capsys: pytest.CaptureFixture
     assert {row["name"] for row in report["backends"]} >= set(FRAMEWORKS)
     assert report["selected"]["backend"] == {"value": "numpy", "source": "default"}
     assert "unknown key(s) colour" in report["problems"][0] and "colour" in err
+
+
+def test_device_the_chosen_backend_lacks_is_a_bad_setting(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADBRIDGE_DEVICE", "cuda:7")
+    code, report, _ = _run_json(capsys)
+    assert code == 2
+    device = report["selected"]["device"]
+    assert "'cuda:7' is not available to the numpy backend" in device["error"]
+    assert device["error"].endswith("(from environment GRADBRIDGE_DEVICE; change or unset "
+                                    "GRADBRIDGE_DEVICE)")
+    assert "error" not in report["selected"]["backend"]
+
+
+def test_chosen_backend_that_cannot_load_is_a_bad_setting(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gb.register_backend("ghostly", "ghost_pkg_missing.mod:Ghost", install="pip install ghost")
+    try:
+        monkeypatch.setenv("GRADBRIDGE_BACKEND", "ghostly")
+        code, report, _ = _run_json(capsys)
+    finally:
+        gb.unregister_backend("ghostly")
+    assert code == 2
+    error = report["selected"]["backend"]["error"]
+    assert "pip install ghost" in error and "GRADBRIDGE_BACKEND" in error
 
 
 def test_table_shows_the_bad_setting(capsys: pytest.CaptureFixture[str],
