@@ -130,9 +130,11 @@ def _size(nbytes: float) -> str:
 
 def largest_magnitude(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
     """The largest absolute value in the data and where it is: ``x[:, j]``, ``x`` or ``y``."""
-    found = []
+    found = [(0.0, "x")]
     for name, array in (("x", x), ("y", y)):
         rows = array.reshape(array.shape[0], -1)
+        if not rows.size:  # no feature columns (a model of the intercept alone)
+            continue
         peaks = np.maximum(rows.max(axis=0), -rows.min(axis=0))
         j = int(np.argmax(peaks))
         found.append((float(peaks[j]), f"{name}[:, {j}]" if array.ndim == 2 else name))

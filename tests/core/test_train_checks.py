@@ -69,3 +69,9 @@ def test_divergence_of_large_data_says_scale_them(scale_x: float, scale_y: float
     assert f"the data are large, up to {where}: standardize or scale the columns" in \
         info.value.hint
     assert "learning rate" not in str(info.value)
+
+
+def test_largest_magnitude_names_the_column() -> None:
+    x = np.array([[1.0, -9e3], [2.0, 3.0]])
+    assert data.largest_magnitude(x, np.array([1.0, 2.0])) == (9e3, "x[:, 1]")
+    assert data.largest_magnitude(np.zeros((3, 0)), np.array([1.0, -5.0, 2.0])) == (5.0, "y")
