@@ -3,7 +3,8 @@
 Each finished run is written at once as its own file ``runs/<cell>.json`` (temp file +
 ``os.replace``), and ``results.json`` / ``results.csv`` are re-assembled the same way after it,
 so killing a comparison at any moment leaves only complete files. ``--resume`` reads the grid
-back from ``manifest.json`` and runs only the cells that have no finished run file.
+back from ``manifest.json`` and runs only the cells that have no finished run file made with
+the same settings (each run file stores the settings its experiment uses).
 """
 
 from __future__ import annotations
