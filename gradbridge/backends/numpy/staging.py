@@ -399,7 +399,7 @@ class Trace:
             symbol = self.symbol(result)
             self.lines.append((symbol.name, line))
             return symbol
-        if isinstance(result, tuple | list) and result and all(
+        if (type(result) in (tuple, list) or hasattr(result, "_fields")) and result and all(
                 isinstance(r, np.ndarray | np.generic) for r in result):
             symbols = [self.symbol(r) for r in result]
             names = "".join(f"{MARK}{s.name}{MARK}, " for s in symbols)
