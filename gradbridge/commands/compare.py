@@ -38,9 +38,10 @@ def add_parser(sub: Any) -> None:
     sizes.add_argument("--sizes", metavar="LIST",
                        help="data sizes N of the timing sweep, e.g. 100,1e4 (default 1e2..1e6)")
     sizes.add_argument("--repeats", type=int, metavar="R",
-                       help="timed repeats per size; the median is reported (default 3)")
+                       help="timed repeats per size, at least 5; the median and interquartile "
+                            "range are reported (default 5)")
     sizes.add_argument("--quick", action="store_true",
-                       help="a short timing sweep: N = 1e2, 1e3, 1e4 and one repeat")
+                       help="a short timing sweep: N = 1e2, 1e3, 1e4")
     add_output_options(parser)
     parser.set_defaults(run=run)
 

@@ -10,7 +10,7 @@ checked by central finite differences). The timing sweep has no reference: it me
 from __future__ import annotations
 
 import dataclasses
-import statistics
+import functools
 import time
 import typing
 from collections.abc import Callable, Mapping
@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 
 from gradbridge.core.backend import Backend, InvalidArgument, invalid
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from gradbridge.core.train import History
 
 # ------------------------------------------------------------------------ settings
 
@@ -74,24 +77,28 @@ class MlpSettings:
         _positive("mlp_gradients.fd_step", self.fd_step)
 
 
+MIN_REPEATS = 5
+"""Fewest timed fits per problem: enough for a median and an interquartile range."""
+
+
 @dataclass(frozen=True)
 class TimingSettings:
-    """The regression timed over data sizes N: median time per epoch over repeats."""
+    """The regression timed over data sizes N: median and spread of time per epoch over repeats."""
 
     sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000, 1_000_000)
-    repeats: int = 3
+    repeats: int = MIN_REPEATS
     epochs: int = 50
     lr: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) < 2:
             raise invalid("timing.sizes", list(self.sizes), "data sizes of at least 2")
-        _at_least("timing.repeats", self.repeats, 1)
+        _at_least("timing.repeats", self.repeats, MIN_REPEATS)
         _at_least("timing.epochs", self.epochs, 1)
         _positive("timing.lr", self.lr)
 
 
-QUICK_TIMING = TimingSettings(sizes=(100, 1_000, 10_000), repeats=1)
+QUICK_TIMING = TimingSettings(sizes=(100, 1_000, 10_000))
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,7 @@ class Outcome:
     series: dict[str, np.ndarray] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     alternates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -295,13 +302,15 @@ def regression_reference(settings: Settings) -> Outcome:
 def regression_run(be: Backend, settings: Settings) -> Outcome:
     """The tutorial's regression through ``fit``: timed without callbacks, then its (w, b) path.
 
-    A callback makes ``fit`` stop after every epoch, which would slow the timed run; so the
-    path comes from a second, identical run that records it.
+    A callback makes ``fit`` stop after every epoch, which would slow the timed runs; so the
+    path comes from another, identical run that records it.
     """
     from gradbridge.experiments import seed
 
     s = settings.regression
-    history = seed.run_regression(be, epochs=s.epochs, lr=s.lr, n=s.n, seed=s.seed)
+    history, timing = timed_fits(
+        functools.partial(seed.run_regression, be, epochs=s.epochs, lr=s.lr, n=s.n, seed=s.seed),
+        MIN_REPEATS)
     path: list[tuple[float, float]] = []
     seed.run_regression(be, epochs=s.epochs, lr=s.lr, n=s.n, seed=s.seed,
                         callbacks=[_record_path(path)])
@@ -309,8 +318,21 @@ def regression_run(be: Backend, settings: Settings) -> Outcome:
     return Outcome(series={"loss": losses, "w": np.array([w for w, _ in path]),
                            "b": np.array([b for _, b in path])},
                    params=_host_params(history.params), losses=losses.tolist(),
-                   timing={"per_epoch_s": history.per_epoch_s, "compile_s": history.compile_s,
-                           "run_s": history.run_s})
+                   timing=timing)
+
+
+def timed_fits(fit: Callable[[], History], repeats: int) -> tuple[History, dict[str, Any]]:
+    """The first ``fit()`` for its compile time (None when nothing compiled), then ``repeats``
+    more for the time per epoch: median, quantiles [min, q1, median, q3, max], every repeat.
+
+    The first fit's epochs are left out of the statistics: they pay one-off costs (fresh memory,
+    cold caches) that are neither compilation nor the backend's steady speed.
+    """
+    first = fit()
+    times = [float(fit().per_epoch_s) for _ in range(repeats)]
+    quantiles = [float(q) for q in np.quantile(times, [0, 0.25, 0.5, 0.75, 1])]
+    return first, {"per_epoch_s": quantiles[2], "per_epoch_s_quantiles": quantiles,
+                   "per_epoch_s_repeats": times, "compile_s": first.compile_s or None}
 
 
 def _record_path(path: list[tuple[float, float]]) -> Callable[[Any], None]:
@@ -456,24 +478,18 @@ def mlp_run(be: Backend, settings: Settings) -> Outcome:
 
 
 def timing_run(be: Backend, settings: Settings) -> Outcome:
-    """Time per epoch of the regression at each N: median over repeats, compile time apart."""
+    """Time per epoch of the regression at each N (see :func:`timed_fits`), a list per key."""
     from gradbridge.experiments import seed
 
     s = settings.timing
-    per_epoch, compile_s, repeats = [], [], []
     start = time.perf_counter()
-    for n in s.sizes:
-        runs = [seed.run_regression(be, epochs=s.epochs, lr=s.lr, n=n,
-                                    seed=settings.regression.seed)
-                for _ in range(s.repeats)]
-        times = [float(h.per_epoch_s) for h in runs]
-        repeats.append(times)
-        per_epoch.append(statistics.median(times))
-        compile_s.append(float(runs[0].compile_s))
+    rows = [timed_fits(functools.partial(seed.run_regression, be, epochs=s.epochs, lr=s.lr, n=n,
+                                         seed=settings.regression.seed), s.repeats)[1]
+            for n in s.sizes]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
     return Outcome(timing={"run_s": time.perf_counter() - start},
-                   extra={"sizes": list(s.sizes), "per_epoch_s": per_epoch,
-                          "per_epoch_s_repeats": repeats, "compile_s": compile_s,
-                          "epochs": s.epochs, "repeats": s.repeats})
+                   extra={"sizes": list(s.sizes), **columns, "epochs": s.epochs,
+                          "repeats": s.repeats})
 
 
 # ------------------------------------------------------------------------- catalog

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from gradbridge.experiments.report import atomic_write
+from gradbridge.experiments import report
 
 ZERO_FLOOR = 1e-18  # exact zeros are drawn here on log axes (below float64's 2.2e-16 spacing)
 COLORS = {"numpy": "tab:blue", "jax": "tab:orange", "torch": "tab:red"}
@@ -47,7 +47,7 @@ def save(figure: Figure, path: Path) -> None:
     """Render to PNG in memory, then replace the file atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)  # constrained layout keeps legends inside
-    atomic_write(path, buffer.getvalue())
+    report.atomic_write(path, buffer.getvalue())
 
 
 # ------------------------------------------------------------------------ helpers
@@ -240,23 +240,38 @@ def posterior_prevalence(results: Mapping[str, Any]) -> Figure | None:
 
 
 def timing(results: Mapping[str, Any]) -> Figure | None:
-    """Regression time per epoch against N, log-log, per backend, device and dtype."""
+    """Regression time per epoch against N, log-log: medians with interquartile bars, noisy
+    points hollow so that a contended moment does not read as the backend's speed."""
     runs = _ok(results, "timing")
     if not runs:
         return None
     figure = _new_figure()
     axes = figure.add_subplot()
     for run in runs:
-        extra = run["extra"]
-        axes.plot(extra["sizes"], np.array(extra["per_epoch_s"]) * 1e6, label=_label(run),
-                  markersize=5, linewidth=1.2, **_style(run, results))
+        _timing_line(axes, run, _style(run, results))
+    if any(report.noisy_sizes(run["extra"]) for run in runs):
+        axes.plot([], [], linestyle="none", marker="o", color="gray", markerfacecolor="white",
+                  label="hollow: repeats too noisy to trust (machine contended)")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.set_xlabel("N (data points)")
     axes.set_ylabel("time per epoch (µs, median; log scale)")
-    axes.set_title(f"Regression time per epoch (median of {runs[0]['extra']['repeats']}, "
-                   "compile time excluded)")
+    axes.set_title(f"Regression time per epoch (median of {runs[0]['extra']['repeats']}, bars: "
+                   "interquartile range; compile time excluded)", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    _legend(axes, len(runs))
+    _legend(axes, len(axes.get_legend_handles_labels()[1]))
     return figure
+
+
+def _timing_line(axes: Any, run: Mapping[str, Any], style: dict[str, Any]) -> None:
+    """One run's medians with interquartile error bars; its noisy points drawn hollow on top."""
+    extra = run["extra"]
+    sizes = np.array(extra["sizes"])
+    median = np.array(extra["per_epoch_s"]) * 1e6
+    _, q1, _, q3, _ = np.array(extra["per_epoch_s_quantiles"]).T * 1e6
+    axes.errorbar(sizes, median, yerr=[median - q1, q3 - median], label=_label(run),
+                  markersize=5, linewidth=1.2, capsize=3, **style)
+    hollow = np.isin(sizes, report.noisy_sizes(extra))
+    axes.plot(sizes[hollow], median[hollow], linestyle="none", marker=style["marker"],
+              markersize=8, color=style["color"], markerfacecolor="white", zorder=3)

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,12 @@ def _finite(value: Any) -> Any:
 
 CSV_COLUMNS = ("experiment", "backend", "device", "dtype", "status", "verdict",
                "max_rel_diff", "max_abs_diff", "first_epoch_beyond_tolerance", "tolerance",
-               "epochs", "final_loss", "final_params", "per_epoch_s", "compile_s", "wall_s",
-               "host_peak_rss_mb", "host_rss_increase_mb", "device_peak_mb", "reason")
+               "epochs", "final_loss", "final_params", "per_epoch_s", "per_epoch_s_min",
+               "per_epoch_s_q1", "per_epoch_s_q3", "per_epoch_s_max", "noisy", "compile_s",
+               "wall_s", "host_peak_rss_mb", "host_rss_increase_mb", "device_peak_mb", "reason")
 TIMING_COLUMNS = ("backend", "device", "dtype", "n", "epochs", "repeats", "per_epoch_s_median",
-                  "per_epoch_s_repeats", "compile_s")
+                  "per_epoch_s_min", "per_epoch_s_q1", "per_epoch_s_q3", "per_epoch_s_max",
+                  "noisy", "per_epoch_s_repeats", "compile_s")
 
 
 def write_results(results: Mapping[str, Any], directory: Path) -> None:
@@ -130,8 +132,10 @@ def _csv_row(run: Mapping[str, Any]) -> dict[str, Any]:
         "tolerance": verdict.get("tolerance", ""), "epochs": len(losses) if losses else "",
         "final_loss": losses[-1] if losses else "",
         "final_params": json.dumps(run["params"]) if run.get("params") else "",
-        "per_epoch_s": timing.get("per_epoch_s", ""), "compile_s": timing.get("compile_s", ""),
-        "wall_s": run.get("wall_s", ""), "host_peak_rss_mb": memory.get("host_peak_rss_mb", ""),
+        "per_epoch_s": timing.get("per_epoch_s", ""),
+        **_spread_columns(timing.get("per_epoch_s_quantiles")),
+        "compile_s": timing.get("compile_s", ""), "wall_s": run.get("wall_s", ""),
+        "host_peak_rss_mb": memory.get("host_peak_rss_mb", ""),
         "host_rss_increase_mb": memory.get("host_rss_increase_mb", ""),
         "device_peak_mb": memory.get("device_peak_mb", ""), "reason": run.get("reason", ""),
     }
@@ -148,9 +152,22 @@ def _timing_rows(runs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                          "dtype": run["dtype"], "n": n, "epochs": extra["epochs"],
                          "repeats": extra["repeats"],
                          "per_epoch_s_median": extra["per_epoch_s"][i],
+                         **_spread_columns(extra["per_epoch_s_quantiles"][i]),
                          "per_epoch_s_repeats": json.dumps(extra["per_epoch_s_repeats"][i]),
                          "compile_s": extra["compile_s"][i]})
     return rows
+
+
+SPREAD_COLUMNS = ("per_epoch_s_min", "per_epoch_s_q1", "per_epoch_s_q3", "per_epoch_s_max")
+
+
+def _spread_columns(quantiles: Sequence[float] | None) -> dict[str, Any]:
+    """A timing's quantiles beside its median and whether they are noisy; blank without them."""
+    if quantiles is None:
+        return dict.fromkeys((*SPREAD_COLUMNS, "noisy"), "")
+    low, q1, _, q3, high = quantiles
+    return {**dict(zip(SPREAD_COLUMNS, (low, q1, q3, high), strict=True)),
+            "noisy": noisy(quantiles)}
 
 
 # ------------------------------------------------------------------ verdicts
@@ -265,15 +282,68 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds * 1e9:.3g} ns"
 
 
+NOISY_SPREAD = 0.25
+"""How far, as a fraction of their median, a timing's repeats may spread before it is noisy."""
+
+CONTENDED = "contended"
+CONTENDED_NOTE = (
+    f"**Contended**: the repeats of a timing marked so spread by more than {NOISY_SPREAD:.0%} "
+    "of their median (interquartile range), or the fastest beat the median by more than that: "
+    "the machine was busy with other work (processes competing for its CPUs or GPU) while "
+    "they ran, so they tell about that moment more than about the backend. Rerun them on an "
+    "idle machine before comparing them.")
+
+
+def spread(quantiles: Sequence[float]) -> float:
+    """The interquartile range of a timing's repeats over their median; ``quantiles`` are
+    [min, q1, median, q3, max]."""
+    _, q1, median, q3, _ = quantiles
+    return (q3 - q1) / median if median > 0 else 0.0
+
+
+def noisy(quantiles: Sequence[float]) -> bool:
+    """Whether the repeats say the machine was contended: they spread widely, or most of them
+    ran well slower than the fastest (contention only ever slows a run down)."""
+    fastest, _, median, _, _ = quantiles
+    return spread(quantiles) > NOISY_SPREAD or fastest < (1 - NOISY_SPREAD) * median
+
+
+def _timed_text(seconds: float, quantiles: Sequence[float] | None, unit: str = "") -> str:
+    """'11 µs/epoch (IQR 9%)', saying 'contended' when the repeats are noisy."""
+    text = f"{format_seconds(seconds)}{unit}"
+    if quantiles is None:  # a single measurement
+        return text
+    mark = f", {CONTENDED}" if noisy(quantiles) else ""
+    return f"{text} (IQR {spread(quantiles):.0%}{mark})"
+
+
+def noisy_sizes(extra: Mapping[str, Any]) -> list[int]:
+    """The data sizes N of a timing sweep whose repeats were noisy."""
+    return [n for n, quantiles in zip(extra["sizes"], extra["per_epoch_s_quantiles"], strict=True)
+            if noisy(quantiles)]
+
+
+def _is_noisy(run: Mapping[str, Any]) -> bool:
+    if run["experiment"] == "timing":
+        return bool(noisy_sizes(run["extra"]))
+    quantiles = (run.get("timing") or {}).get("per_epoch_s_quantiles")
+    return quantiles is not None and noisy(quantiles)
+
+
 def _time_text(run: Mapping[str, Any]) -> str:
+    """A run's time for the tables: per epoch with its spread, or the wall time."""
     if run["status"] != "ok":
         return "-"
-    per_epoch = (run.get("timing") or {}).get("per_epoch_s")
-    if per_epoch is not None:
-        return f"{format_seconds(per_epoch)}/epoch"
+    timing = run.get("timing") or {}
+    if timing.get("per_epoch_s") is not None:
+        return _timed_text(timing["per_epoch_s"], timing.get("per_epoch_s_quantiles"), "/epoch")
+    wall = format_seconds(run.get("wall_s"))
     if run["experiment"] == "timing":
-        return f"{format_seconds(run.get('wall_s'))} sweep"
-    return format_seconds(run.get("wall_s"))
+        sizes, every = noisy_sizes(run["extra"]), run["extra"]["sizes"]
+        where = (f"N = {', '.join(f'{n:,}' for n in sizes)}" if len(sizes) <= 2
+                 else f"{len(sizes)} of {len(every)} sizes")
+        return f"{wall} sweep" + (f" ({CONTENDED} at {where})" if sizes else "")
+    return wall
 
 
 # ---------------------------------------------------------------------- report.md
@@ -334,10 +404,17 @@ def render(results: Mapping[str, Any], manifest: Mapping[str, Any], plots: list[
             f"| {run['experiment']} | {run['backend']} | {run['device']} | {run['dtype']} | "
             f"{_cell(_status_text(run))} | {_sci(verdict.get('worst_rel'))} | "
             f"{_sci(verdict.get('worst_abs'))} | {_time_text(run)} | "
-            f"{format_seconds(compile_s)} | {'-' if rss is None else f'{rss:.0f}'} |")
-    lines += ["", "Time: per epoch for the regression (compile time apart), wall time of the "
-              "whole experiment otherwise. Peak RSS is the process's resident memory at its "
-              "highest during the run (device memory is in results.json for CUDA runs)."]
+            f"{format_seconds(compile_s or None)} | {'-' if rss is None else f'{rss:.0f}'} |")
+    lines += ["", "Time: per epoch for the regression, the median of its timed fits (after a "
+              "first one, which pays compilation and one-off costs) with their interquartile "
+              "range (IQR) as a share of it; wall time of the whole experiment otherwise. "
+              "Compile: the first fit's time spent tracing and compiling, apart from its "
+              "epochs; '-' when nothing was compiled (an earlier run had compiled the same "
+              "program, or the backend runs eagerly). Peak RSS is the process's resident "
+              "memory at its highest during the run (device memory is in results.json for "
+              "CUDA runs)."]
+    if any(run["status"] == "ok" and _is_noisy(run) for run in results["runs"]):
+        lines += ["", CONTENDED_NOTE]
     lines += _finite_difference_section(results)
     lines += _timing_section(results)
     lines += _not_run_section(results)
@@ -406,16 +483,35 @@ def _timing_section(results: Mapping[str, Any]) -> list[str]:
     extra = runs[0]["extra"]
     lines = ["", "## Time per epoch of the regression against N", "",
              f"Median over {_plural(extra['repeats'], 'repeat')} of "
-             f"{_plural(extra['epochs'], 'epoch')}; the device is "
-             "synchronized before clocks are read, and the first call's compilation is timed "
-             "apart (last column, at the smallest N).", "",
+             f"{_plural(extra['epochs'], 'epoch')}, after a first fit at each N that pays "
+             "compilation and one-off costs, with the repeats' interquartile range (IQR) as a "
+             "share of the median; the device is synchronized before clocks are read. Tracing "
+             "and compiling are timed apart: the last column is the sweep's first compile and "
+             "its N, '-' when nothing compiled (an earlier run had compiled the same programs, "
+             "or the backend runs eagerly).", "",
              "| backend | device | dtype | " + " | ".join(f"N = {n:,}" for n in sizes)
              + " | compile |", "|---|---|---|" + "---|" * (len(sizes) + 1)]
     for run in runs:
-        times = " | ".join(format_seconds(t) for t in run["extra"]["per_epoch_s"])
-        lines.append(f"| {run['backend']} | {run['device']} | {run['dtype']} | {times} | "
-                     f"{format_seconds(run['extra']['compile_s'][0])} |")
+        lines.append(f"| {run['backend']} | {run['device']} | {run['dtype']} | "
+                     f"{' | '.join(_timing_cells(run['extra']))} | "
+                     f"{_first_compile(run['extra'])} |")
+    if any(noisy_sizes(run["extra"]) for run in runs):
+        lines += ["", "In bold: contended, too noisy to trust (see the note under the runs table)."]
     return lines
+
+
+def _timing_cells(extra: Mapping[str, Any]) -> list[str]:
+    """One cell per N: the median and its spread, in bold when noisy."""
+    return [f"**{_timed_text(median, q)}**" if noisy(q) else _timed_text(median, q)
+            for median, q in zip(extra["per_epoch_s"], extra["per_epoch_s_quantiles"], strict=True)]
+
+
+def _first_compile(extra: Mapping[str, Any]) -> str:
+    """The sweep's first compile time and the N it was at; '-' when nothing compiled."""
+    for n, seconds in zip(extra["sizes"], extra["compile_s"], strict=True):
+        if seconds:
+            return f"{format_seconds(seconds)} (N = {n:,})"
+    return "-"
 
 
 def _not_run_section(results: Mapping[str, Any]) -> list[str]:

@@ -43,7 +43,9 @@ def results() -> dict:
     off["loss"][4:] *= 1 + 1e-3  # a backend that goes wrong at epoch 4
     runs = [
         fake_run("regression", "numpy", "float64", regression, regression,
-                 losses=regression.losses, timing={"per_epoch_s": 2e-5, "compile_s": 0.0}),
+                 losses=regression.losses,
+                 timing={"per_epoch_s": 2e-5, "compile_s": None,
+                         "per_epoch_s_quantiles": [1.8e-5, 1.9e-5, 2e-5, 2.1e-5, 2.4e-5]}),
         fake_run("regression", "fake", "float32", Outcome(series=off, losses=off["loss"].tolist()),
                  regression),
         fake_run("bayes", "numpy", "float64", bayes, bayes),
@@ -52,11 +54,14 @@ def results() -> dict:
         fake_run("regression", "torch", "float64", status="skipped",
                  reason="the torch backend needs torch, which is not installed"),
         fake_run("timing", "numpy", "float64", Outcome(extra={
-            "sizes": [100, 1000], "per_epoch_s": [1e-5, 4e-5], "compile_s": [0.0, 0.0],
-            "per_epoch_s_repeats": [[1e-5, 2e-5], [4e-5, 5e-5]], "epochs": 50, "repeats": 2})),
+            "sizes": [100, 1000], "per_epoch_s": [1e-5, 4e-5], "compile_s": [None, None],
+            "per_epoch_s_quantiles": [[1e-5] * 5, [4e-5, 4e-5, 4e-5, 4.2e-5, 5e-5]],
+            "epochs": 50, "repeats": 5,
+            "per_epoch_s_repeats": [[1e-5] * 5, [4e-5, 4e-5, 4e-5, 4.2e-5, 5e-5]]})),
         fake_run("timing", "fake", "float32", Outcome(extra={
             "sizes": [100, 1000], "per_epoch_s": [2e-6, 3e-6], "compile_s": [0.3, 0.2],
-            "per_epoch_s_repeats": [[2e-6, 2e-6], [3e-6, 3e-6]], "epochs": 50, "repeats": 2})),
+            "per_epoch_s_quantiles": [[2e-6] * 5, [3e-6] * 5], "epochs": 50, "repeats": 5,
+            "per_epoch_s_repeats": [[2e-6] * 5, [3e-6] * 5]})),
     ]
     grid = runner.Grid(("regression", "bayes", "timing"), ("numpy", "fake", "torch"), ("cpu",),
                        ("float32", "float64"), settings)
@@ -95,7 +100,7 @@ def test_results_files_are_complete_and_strict(results: dict, tmp_path: Path) ->
     timing = list(csv.DictReader((tmp_path / "timing.csv").open()))
     assert [(r["backend"], r["n"]) for r in timing] == [
         ("numpy", "100"), ("numpy", "1000"), ("fake", "100"), ("fake", "1000")]
-    assert json.loads(timing[1]["per_epoch_s_repeats"]) == [4e-5, 5e-5]
+    assert json.loads(timing[1]["per_epoch_s_repeats"]) == [4e-5, 4e-5, 4e-5, 4.2e-5, 5e-5]
 
 
 def test_report_reads_as_tables(results: dict) -> None:
@@ -107,9 +112,10 @@ def test_report_reads_as_tables(results: dict) -> None:
     assert "| fake | 2 ok, 1 error | differs by 0.001 from epoch 4 (regression, cpu, " \
            "float32) |" in text
     assert "| regression | numpy | cpu | float64 | agrees | 0.0e+00 | 0.0e+00 | " \
-           "20 µs/epoch | 0 |" in text
+           "20 µs/epoch (IQR 10%) | - |" in text
     assert "broken \\| twice second line" in text  # pipes escaped, one line per cell
-    assert "| numpy | cpu | float64 | 10 µs | 40 µs | 0 |" in text
+    assert "| numpy | cpu | float64 | 10 µs (IQR 0%) | 40 µs (IQR 5%) | - |" in text
+    assert "| fake | cpu | float32 | 2 µs (IQR 0%) | 3 µs (IQR 0%) | 300 ms (N = 100) |" in text
     assert "| N = 100 | N = 1,000 |" in text
     assert "![Loss per epoch on every backend](loss_curves.png)" in text
     assert "11 run(s) of the grid have not run yet" in text  # 3 x 3 x 2 = 18 cells, 7 runs

@@ -144,11 +144,11 @@ def test_mlp_reference_is_the_same_function_as_models_mlp() -> None:
 
 def test_grid_defaults_and_normalisation() -> None:
     grid = runner.grid_from_options(dtypes=["float64", "float64"], devices=["CPU"],
-                                    sizes=["1e2", "2000"], repeats=2)
+                                    sizes=["1e2", "2000"], repeats=7)
     assert grid.experiments == tuple(catalog.EXPERIMENTS)
     assert {"numpy", "jax", "torch"} <= set(grid.backends)
     assert grid.devices == ("cpu",) and grid.dtypes == ("float64",)
-    assert grid.settings.timing.sizes == (100, 2000) and grid.settings.timing.repeats == 2
+    assert grid.settings.timing.sizes == (100, 2000) and grid.settings.timing.repeats == 7
     quick = runner.grid_from_options(quick=True, epochs=7)
     assert quick.settings.timing == catalog.QUICK_TIMING
     assert quick.settings.regression.epochs == 7
@@ -333,7 +333,7 @@ def test_a_killed_comparison_leaves_valid_files_and_resumes(tmp_path: Path) -> N
     out = tmp_path / "out"
     command = [sys.executable, "-m", "gradbridge", "compare", "--backends", "numpy",
                "--experiments", "linalg,regression,bayes,mlp_gradients,timing",
-               "--sizes", "200000", "--repeats", "2", "--epochs", "5", "--out", str(out),
+               "--sizes", "200000", "--repeats", "5", "--epochs", "5", "--out", str(out),
                "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, env=env, cwd=tmp_path)
