@@ -328,6 +328,9 @@ def test_fit_replays_every_built_in_problem(model: Any, loss: str, optimizer: st
 VALUE_SHAPED = [
     (lambda l, x: be.sum(x) / np.intersect1d(l, x).shape[0], "intersect1d"),
     (lambda l, x: np.setdiff1d(l, x) * 2.0, "setdiff1d"),
+    (lambda l, x: np.union1d(l, x) - 1.0, "union1d"),
+    (lambda l, x: np.setxor1d(l, x) * 0.5, "setxor1d"),
+    (lambda l, x: np.unique_values(x) + 1.0, "unique_values"),
     (lambda l, x: np.flatnonzero(l > x) + 0.5, "flatnonzero"),
     (lambda l, x: np.compress(l > x, x) * 2.0, "compress"),
     (lambda l, x: np.extract(l > x, x) - 1.0, "extract"),
