@@ -138,7 +138,7 @@ def diagnose(infos: Sequence[BackendInfo] = ()) -> tuple[dict[str, dict[str, str
     problems: list[str] = []
     try:
         file_values, file_path = _read_config_file(Path.cwd())
-    except InvalidArgument as exc:
+    except GradbridgeError as exc:
         problems.append(str(exc))
         file_values, file_path = {}, None
     settings: dict[str, dict[str, str]] = {}

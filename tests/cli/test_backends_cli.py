@@ -145,14 +145,19 @@ def test_bad_setting_in_config_file_names_the_file(capsys: pytest.CaptureFixture
     assert len(report["problems"]) == 2 and len(err.splitlines()) == 1
 
 
-def test_broken_config_file_still_lists_everything(capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize(("text", "problem"), [
+    ('backend = "numpy"\ncolour = "blue"\n', "unknown key(s) colour"),
+    ("backend = \n", "is not valid TOML"),
+])
+def test_broken_config_file_still_lists_everything(text: str, problem: str,
+                                                   capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path) -> None:
-    (tmp_path / "gradbridge.toml").write_text('backend = "numpy"\ncolour = "blue"\n')
+    (tmp_path / "gradbridge.toml").write_text(text)
     code, report, err = _run_json(capsys)
     assert code == 2
     assert {row["name"] for row in report["backends"]} >= set(FRAMEWORKS)
     assert report["selected"]["backend"] == {"value": "numpy", "source": "default"}
-    assert "unknown key(s) colour" in report["problems"][0] and "colour" in err
+    assert problem in report["problems"][0] and "gradbridge.toml" in err
 
 
 def test_device_the_chosen_backend_lacks_is_a_bad_setting(
