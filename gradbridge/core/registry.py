@@ -19,7 +19,6 @@ from gradbridge.core.backend import (
     BackendBase,
     BackendNotFound,
     BackendNotInstalled,
-    GradbridgeError,
     InvalidArgument,
 )
 
@@ -211,7 +210,7 @@ def describe(name: str) -> BackendInfo:
         return BackendInfo(spec.name, True, True, cls.framework_version(),
                            tuple(cls.available_devices()), None, spec.install, spec.source,
                            tuple(getattr(cls, "notes", ())))
-    except (GradbridgeError, ImportError, RuntimeError, OSError) as exc:
+    except Exception as exc:  # a broken plugin must not break the listing of the others
         return BackendInfo(spec.name, installed, False, None, (), str(exc), spec.install,
                            spec.source)
 

@@ -95,3 +95,23 @@ def test_gradbridge_backends_lists_a_class_from_main(monkeypatch: pytest.MonkeyP
         assert name in capsys.readouterr().out
     finally:
         gb.unregister_backend(name)
+
+
+def test_a_backend_failing_to_describe_itself_does_not_break_the_listing() -> None:
+    backend_name = f"faulty{uuid.uuid4().hex[:8]}"
+
+    class FaultyBackend(BackendBase):
+        name = backend_name
+
+        @classmethod
+        def framework_version(cls) -> str:
+            raise TypeError("version lookup broke")
+
+    gb.register_backend(backend_name, FaultyBackend)
+    try:
+        rows = {info.name: info for info in gb.list_backends()}
+    finally:
+        gb.unregister_backend(backend_name)
+    assert rows[backend_name].loadable is False
+    assert "version lookup broke" in (rows[backend_name].reason or "")
+    assert rows["numpy"].loadable is True
