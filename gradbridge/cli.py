@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GradbridgeError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # what no up-front estimate foresaw
+        print(f"error: out of memory{f' ({exc})' if str(exc) else ''}; choose smaller sizes "
+              "(--n, --epochs, --batch-size, a smaller --data file)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

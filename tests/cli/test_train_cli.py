@@ -126,3 +126,17 @@ def test_unknown_backend_in_environment_names_it(monkeypatch: pytest.MonkeyPatch
     assert main(["train", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "unknown backend 'tensorflow'" in err and "unset GRADBRIDGE_BACKEND" in err
+
+
+def test_memory_error_no_estimate_foresaw_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from gradbridge.commands import train as train_command
+
+    def exhausted(args: object) -> int:
+        raise MemoryError("Unable to allocate 745. GiB")
+
+    monkeypatch.setattr(train_command, "run", exhausted)
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory (Unable to allocate 745. GiB); choose smaller")
+    assert err.count("\n") == 1
