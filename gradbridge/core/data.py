@@ -22,6 +22,9 @@ BYTES_PER_VALUE = 24
 """Host memory one data value costs while training, estimated: the float64 original, its copy
 in the backend's dtype and the loss's and gradient's temporaries (16 measured for the tutorial)."""
 
+CSV_MEMORY_FACTOR = 12
+"""Peak host memory of load_csv per byte of file (11.3 measured: text, lines, Python floats)."""
+
 LARGE_DATA = 1e3
 """Data beyond this magnitude get 'scale the columns' as the divergence hint, not 'lower lr'."""
 
@@ -215,6 +218,9 @@ def load_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        check_memory(size * CSV_MEMORY_FACTOR, f"{path} ({_size(size)} of CSV)",
+                     "train on a smaller file (fewer rows or columns)")
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -4,6 +4,8 @@ caused by unscaled data rather than by the learning rate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_backend
@@ -75,3 +77,14 @@ def test_largest_magnitude_names_the_column() -> None:
     x = np.array([[1.0, -9e3], [2.0, 3.0]])
     assert data.largest_magnitude(x, np.array([1.0, 2.0])) == (9e3, "x[:, 1]")
     assert data.largest_magnitude(np.zeros((3, 0)), np.array([1.0, -5.0, 2.0])) == (5.0, "y")
+
+
+def test_csv_beyond_memory_is_refused_before_reading(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("x,y\n" + "1.5,2.5\n" * 1000)
+    monkeypatch.setattr(data, "physical_memory", lambda: 2**16)
+    with pytest.raises(InvalidArgument, match=r"rows\.csv \(7\.8 KiB of CSV\) needs about "
+                                              r"93\.8 KiB of memory, more than this machine's "
+                                              r"64\.0 KiB"):
+        data.load_csv(path)
