@@ -232,7 +232,13 @@ def use_backend(name: str | None = None, *, device: str | None = None,
     it (operators on JAX float64 arrays, say) keeps the backend's precision.
     """
     given = {"backend": name, "device": device, "dtype": dtype}
-    merged = {**_context.get(), **{k: _validate(k, v) for k, v in given.items() if v is not None}}
+    merged = dict(_context.get())
+    for field, value in given.items():
+        if value is not None:
+            try:
+                merged[field] = _validate(field, value)
+            except GradbridgeError as exc:
+                raise _from_source(exc, field, "use_backend argument") from exc
     token = _context.set(merged)
     try:
         backend = get_backend()

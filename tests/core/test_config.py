@@ -344,3 +344,9 @@ def test_diagnose_reports_instead_of_raising(monkeypatch: pytest.MonkeyPatch) ->
     assert settings["backend"] == {"value": "numpy", "source": "default"}
     assert settings["dtype"]["value"] == "float16"
     assert problems == [settings["dtype"]["error"]] and "GRADBRIDGE_DTYPE" in problems[0]
+
+
+def test_bad_use_backend_argument_names_it() -> None:
+    with pytest.raises(gb.BackendNotFound, match=r"\(from use_backend argument\)"), \
+            gb.use_backend("tensorflow"):
+        pass
