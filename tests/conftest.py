@@ -73,7 +73,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     """
     outcome = yield
     report = outcome.get_result()
-    if REQUIRED and report.skipped and item.get_closest_marker("gpu") is None:
+    expected_failure = hasattr(report, "wasxfail")  # a strict xfail is a documented gap, run
+    if (REQUIRED and report.skipped and not expected_failure
+            and item.get_closest_marker("gpu") is None):
         report.outcome = "failed"
         report.longrepr = f"skipped while GRADBRIDGE_REQUIRE_BACKENDS is set: {report.longrepr}"
 

@@ -73,6 +73,8 @@ from gradbridge.core.backend import (
     check_argnums,
     check_scalar_output,
     left_the_graph,
+    refusing_foreign,
+    refusing_foreign_method,
     returned_a_number,
     tree_map,
 )
@@ -83,6 +85,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 LOG = logging.getLogger("gradbridge.jax")
 X64_VARIABLE = "GRADBRIDGE_JAX_X64"
 X64_MODES = ("process", "scoped")
+
+JAX_ARRAY: type = type(jnp.zeros(()))
+NATIVE: set[type] = {JAX_ARRAY, np.ndarray, float, int, bool}
+"""Argument types that pass the foreign-array check at once (JaxBackend joins below); host
+NumPy arrays are data that jax.numpy takes itself, so they are accepted."""
+
+
+def _jax_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign_method(method, "jax", JAX_ARRAY, NATIVE)
+
+
+def _jax_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "jax", JAX_ARRAY, NATIVE, accepted=("numpy",), binary=True)
+
+
+def _jax_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "jax", JAX_ARRAY, NATIVE, accepted=("numpy",))
+
 
 LEFT_THE_GRAPH: dict[type[Exception], str] = {
     jax.errors.ConcretizationTypeError: "float(x) or x.item()",
@@ -171,27 +191,30 @@ class JaxBackend(BackendBase):
 
     # elementwise arithmetic
 
-    add = staticmethod(jnp.add)
-    subtract = staticmethod(jnp.subtract)
-    multiply = staticmethod(jnp.multiply)
-    divide = staticmethod(jnp.divide)
-    negative = staticmethod(jnp.negative)
-    pow = staticmethod(jnp.pow)
-    abs = staticmethod(jnp.abs)
-    sqrt = staticmethod(jnp.sqrt)
-    exp = staticmethod(jnp.exp)
-    log = staticmethod(jnp.log)
-    log1p = staticmethod(jnp.log1p)
-    tanh = staticmethod(jnp.tanh)
+    add = staticmethod(_jax_binary(jnp.add))
+    subtract = staticmethod(_jax_binary(jnp.subtract))
+    multiply = staticmethod(_jax_binary(jnp.multiply))
+    divide = staticmethod(_jax_binary(jnp.divide))
+    negative = staticmethod(_jax_only(jnp.negative))
+    pow = staticmethod(_jax_binary(jnp.pow))
+    abs = staticmethod(_jax_only(jnp.abs))
+    sqrt = staticmethod(_jax_only(jnp.sqrt))
+    exp = staticmethod(_jax_only(jnp.exp))
+    log = staticmethod(_jax_only(jnp.log))
+    log1p = staticmethod(_jax_only(jnp.log1p))
+    tanh = staticmethod(_jax_only(jnp.tanh))
 
+    @_jax_only
     def maximum(self, x1: Array, x2: Array | float) -> Array:
         return maximum_ties_to_first(jnp, x1, x2)
 
+    @_jax_only
     def minimum(self, x1: Array, x2: Array | float) -> Array:
         return minimum_ties_to_first(jnp, x1, x2)
 
-    where = staticmethod(jnp.where)
+    where = staticmethod(_jax_only(jnp.where))
 
+    @_jax_only
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         """Built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too."""
         if min is not None:
@@ -202,33 +225,39 @@ class JaxBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(jnp.matmul)
-    matrix_transpose = staticmethod(jnp.matrix_transpose)
+    matmul = staticmethod(_jax_binary(jnp.matmul))
+    matrix_transpose = staticmethod(_jax_only(jnp.matrix_transpose))
 
     # reductions and shape (written out: jnp's third positional parameter is not keepdims)
 
+    @_jax_only_method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 
+    @_jax_only_method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
+    @_jax_only_method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.max(x, axis=axis, keepdims=keepdims)
 
+    @_jax_only_method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.min(x, axis=axis, keepdims=keepdims)
 
+    @_jax_only_method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jax_logsumexp(x, axis=axis, keepdims=keepdims)
 
-    reshape = staticmethod(jnp.reshape)
-    expand_dims = staticmethod(jnp.expand_dims)
+    reshape = staticmethod(_jax_only(jnp.reshape))
+    expand_dims = staticmethod(_jax_only(jnp.expand_dims))
 
+    @_jax_only
     def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return jnp.concatenate(arrays, axis=axis)
 
-    stack = staticmethod(jnp.stack)
+    stack = staticmethod(_jax_only(jnp.stack))
 
     # autodiff, compilation, loops, timing
 
@@ -280,6 +309,9 @@ class JaxBackend(BackendBase):
         if self.x64_mode == "scoped" and self.dtype == "float64":
             return jax.enable_x64(True)
         return contextlib.nullcontext()
+
+
+NATIVE.add(JaxBackend)  # methods see the backend itself as their first argument
 
 
 def x64_mode() -> str:

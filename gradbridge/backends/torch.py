@@ -78,6 +78,8 @@ from gradbridge.core.backend import (
     check_scalar_output,
     invalid,
     left_the_graph,
+    refusing_foreign,
+    refusing_foreign_method,
     returned_a_number,
     tree_map,
 )
@@ -97,6 +99,22 @@ _has_torch_function_variadic = torch._C._has_torch_function_variadic
 _run_backward: Callable[..., tuple[torch.Tensor | None, ...]] | None = getattr(
     torch.autograd.graph, "_engine_run_backward", None)
 _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: True)
+
+NATIVE: set[type] = {torch.Tensor, torch.nn.Parameter, float, int, bool}
+"""Argument types that pass the foreign-array check at once (TorchBackend joins below)."""
+
+
+def _torch_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign_method(method, "torch", torch.Tensor, NATIVE)
+
+
+def _torch_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "torch", torch.Tensor, NATIVE, binary=True)
+
+
+def _torch_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "torch", torch.Tensor, NATIVE)
+
 
 LEAVING_THE_GRAPH: dict[Any, str] = {
     torch.Tensor.__float__: "float(x)", torch.Tensor.__int__: "int(x)",
@@ -187,27 +205,30 @@ class TorchBackend(BackendBase):
 
     # elementwise arithmetic
 
-    add = staticmethod(torch.add)
-    subtract = staticmethod(torch.subtract)
-    multiply = staticmethod(torch.multiply)
-    divide = staticmethod(torch.divide)
-    negative = staticmethod(torch.negative)
-    pow = staticmethod(torch.pow)
-    abs = staticmethod(torch.abs)
-    sqrt = staticmethod(torch.sqrt)
-    exp = staticmethod(torch.exp)
-    log = staticmethod(torch.log)
-    log1p = staticmethod(torch.log1p)
-    tanh = staticmethod(torch.tanh)
+    add = staticmethod(_torch_binary(torch.add))
+    subtract = staticmethod(_torch_binary(torch.subtract))
+    multiply = staticmethod(_torch_binary(torch.multiply))
+    divide = staticmethod(_torch_binary(torch.divide))
+    negative = staticmethod(_torch_only(torch.negative))
+    pow = staticmethod(_torch_binary(torch.pow))
+    abs = staticmethod(_torch_only(torch.abs))
+    sqrt = staticmethod(_torch_only(torch.sqrt))
+    exp = staticmethod(_torch_only(torch.exp))
+    log = staticmethod(_torch_only(torch.log))
+    log1p = staticmethod(_torch_only(torch.log1p))
+    tanh = staticmethod(_torch_only(torch.tanh))
 
+    @_torch_only
     def maximum(self, x1: Array, x2: Array | float) -> Array:
         return maximum_ties_to_first(torch, x1, x2)
 
+    @_torch_only
     def minimum(self, x1: Array, x2: Array | float) -> Array:
         return minimum_ties_to_first(torch, x1, x2)
 
-    where = staticmethod(torch.where)
+    where = staticmethod(_torch_only(torch.where))
 
+    @_torch_only
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         """torch.clamp, which refuses two missing bounds; the Array API returns x then."""
         if min is None and max is None:
@@ -216,8 +237,9 @@ class TorchBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(torch.matmul)
+    matmul = staticmethod(_torch_binary(torch.matmul))
 
+    @_torch_only_method
     def matrix_transpose(self, x: Array) -> Array:
         return x.mT
 
@@ -225,25 +247,31 @@ class TorchBackend(BackendBase):
 
     # A whole-array reduction takes torch's short path: dim=None costs ~25% more per call.
 
+    @_torch_only_method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         if axis is None and not keepdims:
             return torch.sum(x)
         return torch.sum(x, dim=axis, keepdim=keepdims)
 
+    @_torch_only_method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         if axis is None and not keepdims:
             return torch.mean(x)
         return torch.mean(x, dim=axis, keepdim=keepdims)
 
+    @_torch_only_method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amax(x, dim=_dims(x, axis), keepdim=keepdims)
 
+    @_torch_only_method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amin(x, dim=_dims(x, axis), keepdim=keepdims)
 
+    @_torch_only_method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.logsumexp(x, dim=_dims(x, axis), keepdim=keepdims)
 
+    @_torch_only
     def mean_squared_error(self, prediction: Array, target: Array) -> Array:
         """torch's fused ``mse_loss`` (one kernel forward, one backward) when the two tensors
         agree in shape and dtype; the generic mean of squares when they must broadcast."""
@@ -256,15 +284,19 @@ class TorchBackend(BackendBase):
             return _mse_loss(prediction, target, _MEAN)
         return super().mean_squared_error(prediction, target)
 
+    @_torch_only_method
     def reshape(self, x: Array, shape: int | Shape) -> Array:
         return torch.reshape(x, _as_shape(shape))
 
+    @_torch_only_method
     def expand_dims(self, x: Array, axis: int) -> Array:
         return torch.unsqueeze(x, axis)
 
+    @_torch_only
     def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return torch.cat(list(arrays), dim=axis)
 
+    @_torch_only
     def stack(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return torch.stack(list(arrays), dim=axis)
 
@@ -366,6 +398,9 @@ class TorchBackend(BackendBase):
     def synchronize(self) -> None:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
+
+
+NATIVE.add(TorchBackend)  # methods see the backend itself as their first argument
 
 
 def _compile_requested() -> bool:

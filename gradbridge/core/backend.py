@@ -9,6 +9,7 @@ same for every framework (device and dtype resolution, ``dot``'s shape rules, ``
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
@@ -89,6 +90,81 @@ class TrainingDiverged(GradbridgeError, ArithmeticError):
 def invalid(argument: str, value: object, accepted: str) -> InvalidArgument:
     """Build the standard bad-value error: what was given, for which argument, what is accepted."""
     return InvalidArgument(f"{argument}={value!r} is not valid; expected {accepted}")
+
+
+# ------------------------------------------------------------- one framework per call
+
+FRAMEWORK_OF_MODULE: dict[str, str] = {"numpy": "numpy", "torch": "torch", "jax": "jax",
+                                       "jaxlib": "jax", "cupy": "cupy", "tensorflow": "tensorflow"}
+"""Top-level module of an array type -> the framework it belongs to (read from the type, so
+asking never imports a framework)."""
+
+
+def foreign_framework(backend: str, values: Sequence[Any],
+                      accepted: tuple[str, ...] = ()) -> str | None:
+    """The first framework other than ``backend``'s (and ``accepted``) among ``values``, lists
+    looked into."""
+    for value in values:
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        for item in items:
+            framework = FRAMEWORK_OF_MODULE.get(type(item).__module__.partition(".")[0])
+            if framework is not None and framework != backend and framework not in accepted:
+                return framework
+    return None
+
+
+def mixed_frameworks(backend: str, foreign: str, operation: str) -> InvalidArgument:
+    """The error for an operation of one backend given another framework's array."""
+    return InvalidArgument(
+        f"{operation} of the {backend} backend was given a {foreign} array; one call works on "
+        f"one framework's arrays, and gradbridge never converts them silently: move it first "
+        f"with be.asarray({foreign}_backend.to_numpy(x)), or use the {foreign} backend"
+    )
+
+
+def refusing_foreign(fn: Callable[..., Any], backend: str, array_type: type, native: set[type],
+                     accepted: tuple[str, ...] = (), *, binary: bool = False) -> Callable[..., Any]:
+    """``fn`` that first refuses other frameworks' arrays (NumPy would convert them silently,
+    or return theirs). The framework's ``array_type`` passes at the cost of one identity test,
+    the other ``native`` types of one set lookup; ``accepted`` frameworks are host data the
+    framework takes itself (NumPy, for JAX). A ``binary`` function (called with exactly two
+positional arrays: add, matmul, ...) gets a loop-free check."""
+    def refuse(args: tuple[Any, ...]) -> None:
+        foreign = foreign_framework(backend, args, accepted)
+        if foreign is not None:
+            raise mixed_frameworks(backend, foreign, fn.__name__)
+
+    @functools.wraps(fn)
+    def operation(*args: Any, **kwargs: Any) -> Any:
+        for arg in args:
+            if arg.__class__ is not array_type and arg.__class__ not in native:
+                refuse(args)
+                break
+        return fn(*args, **kwargs)
+
+    @functools.wraps(fn)
+    def two_arrays(x1: Any, x2: Any, /) -> Any:
+        if ((x1.__class__ is not array_type and x1.__class__ not in native)
+                or (x2.__class__ is not array_type and x2.__class__ not in native)):
+            refuse((x1, x2))
+        return fn(x1, x2)
+
+    return two_arrays if binary else operation
+
+
+def refusing_foreign_method(method: Callable[..., Any], backend: str, array_type: type,
+                            native: set[type]) -> Callable[..., Any]:
+    """A backend method of one array (``be.sum(x, axis)``) that refuses another framework's
+    ``x``; the other arguments are axes, shapes and flags."""
+    @functools.wraps(method)
+    def checked(self: Any, x: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if x.__class__ is not array_type and x.__class__ not in native:
+            foreign = foreign_framework(backend, (x,))
+            if foreign is not None:
+                raise mixed_frameworks(backend, foreign, method.__name__)
+        return method(self, x, *args, **kwargs)
+
+    return checked
 
 
 # ----------------------------------------------------------------- devices and dtypes

@@ -602,3 +602,41 @@ def test_reductions_over_random_axes(backend: Backend, op: str, data: st.DataObj
     got = getattr(backend, op)(x, axis=axis, keepdims=keepdims)
     assert_matches(backend, got, expected, f"{op}{shape} axis={axis} keepdims={keepdims}",
                    scale=ref.size)
+
+
+# ------------------------------------------------------------- one framework per call
+
+FOREIGN_MAKERS = {
+    "numpy": lambda: np.ones(3, np.float32),
+    "jax": lambda: pytest.importorskip("jax.numpy").ones(3),
+    "torch": lambda: pytest.importorskip("torch").ones(3),
+}
+MIXED_CALLS = {
+    "add": lambda be, mine, other: be.add(mine, other),
+    "add_reversed": lambda be, mine, other: be.add(other, mine),
+    "dot": lambda be, mine, other: be.dot(mine, other),
+    "matmul": lambda be, mine, other: be.matmul(other, mine),
+    "exp": lambda be, mine, other: be.exp(other),
+    "sum": lambda be, mine, other: be.sum(other),
+    "concat": lambda be, mine, other: be.concat([mine, other]),
+    "where": lambda be, mine, other: be.where(mine > 0, mine, other),
+}
+
+
+@pytest.mark.parametrize("other", list(FOREIGN_MAKERS))
+@pytest.mark.parametrize("call", list(MIXED_CALLS))
+def test_another_frameworks_array_is_refused_naming_both(backend: Backend, other: str,
+                                                         call: str) -> None:
+    """NumPy used to convert silently (dot(ndarray, tensor) was a tensor); torch and JAX
+    answered with their own TypeErrors. JAX takes host NumPy arrays as data, as jnp does."""
+    if other == backend.name:
+        return  # the same framework: nothing to refuse
+    mine = backend.asarray([1.0, 2.0, 3.0])
+    if (backend.name, other) == ("jax", "numpy"):
+        result = MIXED_CALLS[call](backend, mine, FOREIGN_MAKERS[other]())
+        assert type(result).__module__.startswith("jax")
+        return
+    with pytest.raises(gb.InvalidArgument) as caught:
+        MIXED_CALLS[call](backend, mine, FOREIGN_MAKERS[other]())
+    assert f"{backend.name} backend" in str(caught.value)
+    assert f"{other} array" in str(caught.value)

@@ -62,10 +62,12 @@ def test_float64_scan_runs_in_float64(be64: JaxBackend) -> None:
     assert float(carry) - 1.0 == pytest.approx(4e-10, rel=1e-5)
 
 
-def test_ops_are_the_jax_functions_themselves(be32: JaxBackend, be64: JaxBackend) -> None:
-    """No wrapper between the user and jnp: be.add costs what jnp.add costs."""
+def test_ops_are_the_jax_functions_behind_one_check(be32: JaxBackend, be64: JaxBackend) -> None:
+    """Only the foreign-array check stands between the user and jnp (nothing for float64)."""
     for be in (be32, be64):
-        assert be.add is jnp.add and be.multiply is jnp.multiply and be.where is jnp.where
+        for op in ("add", "multiply", "where"):
+            assert inspect.unwrap(getattr(be, op)) is getattr(jnp, op)
+            assert getattr(be, op).__wrapped__ is getattr(jnp, op)
     assert inspect.unwrap(be32.jit(_square)) is _square  # jax.jit's wrapper, no other
 
 

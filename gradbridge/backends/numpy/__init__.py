@@ -3,7 +3,9 @@
 Where NumPy's signature is the Array API's, the method *is* the NumPy function, so plain arrays
 pay nothing for going through the backend. Inside ``value_and_grad`` the same calls reach
 :mod:`.autodiff`'s primitives, because traced values answer NumPy's dispatch protocols.
-Results are NumPy arrays, or NumPy scalars where NumPy returns those (0-D results).
+Results are NumPy arrays, or NumPy scalars where NumPy returns those (0-D results). Every
+operation refuses another framework's arrays, which NumPy would convert silently or return
+(:func:`~gradbridge.core.backend.refusing_foreign`: one set lookup per argument).
 """
 
 from __future__ import annotations
@@ -16,9 +18,32 @@ import numpy as np
 from gradbridge.backends.numpy import autodiff, staging
 from gradbridge.backends.numpy.autodiff import Tracer
 from gradbridge.backends.numpy.staging import Symbol
-from gradbridge.core.backend import Argnums, Array, Axis, BackendBase, Shape
+from gradbridge.core.backend import (
+    Argnums,
+    Array,
+    Axis,
+    BackendBase,
+    Shape,
+    refusing_foreign,
+    refusing_foreign_method,
+)
 
 __all__ = ["NumpyBackend"]
+
+NATIVE: set[type] = {np.ndarray, np.float32, np.float64, float, int, bool, Tracer, Symbol}
+"""Argument types that pass the foreign-array check at once (NumpyBackend joins below)."""
+
+
+def _numpy_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign_method(method, "numpy", np.ndarray, NATIVE)
+
+
+def _numpy_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "numpy", np.ndarray, NATIVE, binary=True)
+
+
+def _numpy_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return refusing_foreign(fn, "numpy", np.ndarray, NATIVE)
 
 
 class NumpyBackend(BackendBase):
@@ -64,54 +89,62 @@ class NumpyBackend(BackendBase):
 
     # elementwise arithmetic, linear algebra and shape: NumPy's signatures are the Array API's
 
-    add = staticmethod(np.add)
-    subtract = staticmethod(np.subtract)
-    multiply = staticmethod(np.multiply)
-    divide = staticmethod(np.divide)
-    negative = staticmethod(np.negative)
-    pow = staticmethod(np.power)
-    abs = staticmethod(np.abs)
-    sqrt = staticmethod(np.sqrt)
-    exp = staticmethod(np.exp)
-    log = staticmethod(np.log)
-    log1p = staticmethod(np.log1p)
-    tanh = staticmethod(np.tanh)
-    maximum = staticmethod(np.maximum)
-    minimum = staticmethod(np.minimum)
-    where = staticmethod(np.where)
-    matmul = staticmethod(np.matmul)
-    expand_dims = staticmethod(np.expand_dims)
-    concat = staticmethod(np.concatenate)
-    stack = staticmethod(np.stack)
+    add = staticmethod(_numpy_binary(np.add))
+    subtract = staticmethod(_numpy_binary(np.subtract))
+    multiply = staticmethod(_numpy_binary(np.multiply))
+    divide = staticmethod(_numpy_binary(np.divide))
+    negative = staticmethod(_numpy_only(np.negative))
+    pow = staticmethod(_numpy_binary(np.power))
+    abs = staticmethod(_numpy_only(np.abs))
+    sqrt = staticmethod(_numpy_only(np.sqrt))
+    exp = staticmethod(_numpy_only(np.exp))
+    log = staticmethod(_numpy_only(np.log))
+    log1p = staticmethod(_numpy_only(np.log1p))
+    tanh = staticmethod(_numpy_only(np.tanh))
+    maximum = staticmethod(_numpy_binary(np.maximum))
+    minimum = staticmethod(_numpy_binary(np.minimum))
+    where = staticmethod(_numpy_only(np.where))
+    matmul = staticmethod(_numpy_binary(np.matmul))
+    expand_dims = staticmethod(_numpy_only(np.expand_dims))
+    concat = staticmethod(_numpy_only(np.concatenate))
+    stack = staticmethod(_numpy_only(np.stack))
 
     # where NumPy differs: keyword-only keepdims, None bounds, fused logsumexp and MSE; reshape's
     # overloaded stubs do not match the protocol's signature for type checkers
 
+    @_numpy_only_method
     def reshape(self, x: Array, shape: int | Shape) -> Array:
         return np.reshape(x, shape)
 
+    @_numpy_only
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         return x if min is None and max is None else np.clip(x, min, max)
 
+    @_numpy_only_method
     def matrix_transpose(self, x: Array) -> Array:
         return np.swapaxes(x, -1, -2)
 
+    @_numpy_only_method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.sum(x, axis=axis, keepdims=keepdims)
 
+    @_numpy_only_method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
+    @_numpy_only_method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.max(x, axis=axis, keepdims=keepdims)
 
+    @_numpy_only_method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.min(x, axis=axis, keepdims=keepdims)
 
+    @_numpy_only_method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return autodiff.logsumexp(x, axis, keepdims)
 
-    mean_squared_error = staticmethod(autodiff.mean_squared_error)
+    mean_squared_error = staticmethod(_numpy_only(autodiff.mean_squared_error))
 
     # autodiff
 
@@ -121,3 +154,6 @@ class NumpyBackend(BackendBase):
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return staging.jit(fn)
+
+
+NATIVE.add(NumpyBackend)  # methods see the backend itself as their first argument
