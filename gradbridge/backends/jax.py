@@ -73,6 +73,7 @@ from gradbridge.core.backend import (
     check_argnums,
     check_scalar_output,
     left_the_graph,
+    matmul_shape_error,
     refusing_foreign,
     refusing_foreign_method,
     returned_a_number,
@@ -225,7 +226,9 @@ class JaxBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(_jax_binary(jnp.matmul))
+    matmul = staticmethod(refusing_foreign(jnp.matmul, "jax", JAX_ARRAY, NATIVE,
+                                           accepted=("numpy",), binary=True,
+                                           explain=matmul_shape_error))
     matrix_transpose = staticmethod(_jax_only(jnp.matrix_transpose))
 
     # reductions and shape (written out: jnp's third positional parameter is not keepdims)

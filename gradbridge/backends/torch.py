@@ -78,6 +78,7 @@ from gradbridge.core.backend import (
     check_scalar_output,
     invalid,
     left_the_graph,
+    matmul_shape_error,
     refusing_foreign,
     refusing_foreign_method,
     returned_a_number,
@@ -237,7 +238,8 @@ class TorchBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(_torch_binary(torch.matmul))
+    matmul = staticmethod(refusing_foreign(
+        torch.matmul, "torch", torch.Tensor, NATIVE, binary=True, explain=matmul_shape_error))
 
     @_torch_only_method
     def matrix_transpose(self, x: Array) -> Array:

@@ -123,12 +123,15 @@ def mixed_frameworks(backend: str, foreign: str, operation: str) -> InvalidArgum
 
 
 def refusing_foreign(fn: Callable[..., Any], backend: str, array_type: type, native: set[type],
-                     accepted: tuple[str, ...] = (), *, binary: bool = False) -> Callable[..., Any]:
+                     accepted: tuple[str, ...] = (), *, binary: bool = False,
+                     explain: Callable[[Any, Any], InvalidArgument | None] | None = None,
+                     ) -> Callable[..., Any]:
     """``fn`` that first refuses other frameworks' arrays (NumPy would convert them silently,
     or return theirs). The framework's ``array_type`` passes at the cost of one identity test,
     the other ``native`` types of one set lookup; ``accepted`` frameworks are host data the
     framework takes itself (NumPy, for JAX). A ``binary`` function (called with exactly two
-positional arrays: add, matmul, ...) gets a loop-free check."""
+positional arrays: add, matmul, ...) gets a loop-free check, and ``explain(x1, x2)`` may turn
+the framework's own error for it into one gradbridge message (free until an error)."""
     def refuse(args: tuple[Any, ...]) -> None:
         foreign = foreign_framework(backend, args, accepted)
         if foreign is not None:
@@ -147,9 +150,32 @@ positional arrays: add, matmul, ...) gets a loop-free check."""
         if ((x1.__class__ is not array_type and x1.__class__ not in native)
                 or (x2.__class__ is not array_type and x2.__class__ not in native)):
             refuse((x1, x2))
-        return fn(x1, x2)
+        try:
+            return fn(x1, x2)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            error = explain(x1, x2) if explain is not None else None
+            if error is None:
+                raise
+            raise error from exc
 
     return two_arrays if binary else operation
+
+
+def matmul_shape_error(x1: Any, x2: Any) -> InvalidArgument | None:
+    """The one message for shapes that the Array API's matmul cannot multiply (None if it can:
+    then the framework's error was about something else)."""
+    s1, s2 = tuple(getattr(x1, "shape", ())), tuple(getattr(x2, "shape", ()))
+    if not s1 or not s2:
+        problem = "both need at least one axis (use multiply for a scalar)"
+    elif s1[-1] != (s2[-2] if len(s2) > 1 else s2[0]):
+        which = "second-to-last" if len(s2) > 1 else "only"
+        problem = (f"the last axis of the first ({s1[-1]}) must equal the {which} axis of the "
+                   f"second ({s2[-2] if len(s2) > 1 else s2[0]})")
+    elif any(a != b and 1 not in (a, b) for a, b in zip(s1[-3::-1], s2[-3::-1], strict=False)):
+        problem = f"their batch axes {s1[:-2]} and {s2[:-2]} do not broadcast"
+    else:
+        return None
+    return InvalidArgument(f"matmul cannot multiply shapes {s1} and {s2}: {problem}")
 
 
 def refusing_foreign_method(method: Callable[..., Any], backend: str, array_type: type,

@@ -640,3 +640,27 @@ def test_another_frameworks_array_is_refused_naming_both(backend: Backend, other
         MIXED_CALLS[call](backend, mine, FOREIGN_MAKERS[other]())
     assert f"{backend.name} backend" in str(caught.value)
     assert f"{other} array" in str(caught.value)
+
+
+@pytest.mark.parametrize(("shape1", "shape2", "problem"), [
+    ((2, 3), (2, 3), "the last axis of the first (3) must equal the second-to-last axis"),
+    ((3,), (4,), "must equal the only axis of the second (4)"),
+    ((), (3,), "both need at least one axis"),
+    ((2, 3, 4), (5, 4, 2), "batch axes (2,) and (5,) do not broadcast"),
+])
+def test_matmul_shape_errors_are_one_message_naming_both_shapes(
+        backend: Backend, shape1: tuple[int, ...], shape2: tuple[int, ...], problem: str) -> None:
+    """Each framework words its own error differently; NumPy's is the reference for *whether*
+    the shapes fail, gradbridge's message is the same on every backend."""
+    with pytest.raises(ValueError):
+        np.matmul(np.zeros(shape1), np.zeros(shape2))
+    with pytest.raises(gb.InvalidArgument) as caught:
+        backend.matmul(backend.zeros(shape1), backend.zeros(shape2))
+    assert str(caught.value).startswith(f"matmul cannot multiply shapes {shape1} and {shape2}: ")
+    assert problem in str(caught.value)
+
+
+def test_matmul_shape_errors_inside_grad(backend: Backend) -> None:
+    a, b = backend.zeros((2, 3)), backend.zeros((2, 3))
+    with pytest.raises(gb.InvalidArgument, match=r"cannot multiply shapes \(2, 3\) and \(2, 3\)"):
+        backend.grad(lambda u: backend.sum(backend.matmul(u, b)))(a)

@@ -24,6 +24,7 @@ from gradbridge.core.backend import (
     Axis,
     BackendBase,
     Shape,
+    matmul_shape_error,
     refusing_foreign,
     refusing_foreign_method,
 )
@@ -104,7 +105,8 @@ class NumpyBackend(BackendBase):
     maximum = staticmethod(_numpy_binary(np.maximum))
     minimum = staticmethod(_numpy_binary(np.minimum))
     where = staticmethod(_numpy_only(np.where))
-    matmul = staticmethod(_numpy_binary(np.matmul))
+    matmul = staticmethod(refusing_foreign(
+        np.matmul, "numpy", np.ndarray, NATIVE, binary=True, explain=matmul_shape_error))
     expand_dims = staticmethod(_numpy_only(np.expand_dims))
     concat = staticmethod(_numpy_only(np.concatenate))
     stack = staticmethod(_numpy_only(np.stack))
