@@ -9,8 +9,9 @@ generates the data on the host, runs the contestant once on tiny data (imports, 
 resets the resident-set high-water mark, then warms up at full size (compiling) and times
 ``repeats`` calls; the figure is the median call's epoch time divided by the epochs. Each worker
 also checks that its final parameters equal the tutorial loop's, run in float64 on the same data.
-The parent measures memory bandwidth, collects rows into ``results/<machine>[-quick].json`` and
-has :mod:`report` write the markdown tables and the log-log plot beside it.
+The parent measures memory bandwidth, collects rows into ``local/<machine>[-quick].json`` (not
+tracked by git) and has :mod:`report` write the markdown tables and the log-log plot beside it;
+``results/`` holds the runs committed on purpose (``--out benchmarks/results/...``).
 """
 
 from __future__ import annotations
@@ -358,7 +359,8 @@ def describe_row(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, epochs (< 3 min)")
-    parser.add_argument("--out", type=Path, help="results JSON (default results/<machine>.json)")
+    parser.add_argument("--out", type=Path, help="results JSON (default benchmarks/local/"
+                        "<machine>[-quick].json, untracked; results/ is for committed runs)")
     parser.add_argument("--contestants", help="comma-separated names to run (default: all)")
     parser.add_argument("--repeats", type=int, help="timed repeats per job (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for jax/torch")
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "competing for the CPUs inflate and scatter times"},
         "rows": rows,
     }
-    out = args.out or HERE / "results" / (
+    out = args.out or HERE / "local" / (
         results["slug"] + ("-quick" if args.quick else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -90,3 +90,17 @@ def be32(request: pytest.FixtureRequest) -> Any:
 def be64(request: pytest.FixtureRequest) -> Any:
     """The test module's BACKEND class in float64, on the CPU."""
     return request.module.BACKEND(dtype="float64")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line saying why tests were skipped, grouped by reason (GPU tests on a CPU machine)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        grouped = "; ".join(f"{count} {reason}" for reason, count in
+                            sorted(reasons.items(), key=lambda item: -item[1]))
+        terminalreporter.write_line(f"skipped: {grouped}")

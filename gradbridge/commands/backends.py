@@ -55,6 +55,9 @@ def _print_report(infos: list[Any], selected: dict[str, dict[str, str]]) -> None
                       info.source)
     console = Console()
     console.print(table)
+    for info in infos:
+        for note in info.notes:  # e.g. how JAX's float64 is enabled: policies a user must know
+            console.print(f"{info.name}: {escape(note)}")
     for field, part in selected.items():
         problem = f" [red]invalid[/]: {escape(part['error'])}" if "error" in part else ""
         console.print(f"{field}: [bold]{escape(part['value'])}[/] "

@@ -211,3 +211,14 @@ def test_python_dash_m_gradbridge_backends(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert json.loads(bad.stdout)["selected"]["backend"]["value"] == "tensorflow"
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_jax_float64_policy_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    """DESIGN section 3: x64 on for the process is announced, and ``backends`` shows it."""
+    pytest.importorskip("jax")
+    assert backends_command.run(argparse.Namespace(json=False)) == 0
+    table = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "jax: JAX's x64 mode is turned on for the process" in table
+    assert "GRADBRIDGE_JAX_X64=scoped" in table
+    rows = {row["name"]: row for row in _json_report(capsys)["backends"]}
+    assert any("x64 mode" in note for note in rows["jax"]["notes"])
