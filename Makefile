@@ -7,7 +7,7 @@ INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 STAMP := $(VENV)/.installed
 TEST_ARGS ?=
 
-.PHONY: demo test bench bench-full lint install clean
+.PHONY: demo test bench bench-full gpu-check lint install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(INSTALL) -e '.[bench]'
 	$(PY) benchmarks/run.py
+
+# On a machine with an NVIDIA GPU and the frameworks installed (no venv, no install): the gpu
+# tests, compare on cpu and cuda, and the GPU benchmark rows, into docs/results/gpu-<name>/.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -398,9 +398,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def write(results: dict[str, Any], stem: Path) -> dict[str, str]:
-    """Write ``<stem>.md`` and ``<stem>.png``; return their paths."""
+    """Write ``<stem>.md`` and ``<stem>.png`` (no plot when no row has a time); their paths."""
     md, png = stem.with_suffix(".md"), stem.with_suffix(".png")
     md.write_text(markdown(results))
+    if not index(results):
+        return {"markdown": str(md), "plot": "no plot (every row ended in an error)"}
     plot(results, png)
     return {"markdown": str(md), "plot": str(png)}
 

@@ -415,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     print(Path(written["markdown"]).read_text())
     print(f"wrote {out}, {written['markdown']}, {written['plot']} "
           f"in {results['duration_s']:.0f} s")
+    failed = sum("error" in row for row in rows)
+    if failed:  # a suite with failed jobs is not a result to quote
+        print(f"{failed} of {len(rows)} jobs ended in an error (the ERROR lines above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

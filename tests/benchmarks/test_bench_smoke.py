@@ -128,3 +128,29 @@ def test_a_job_runs_in_its_own_process() -> None:
     assert "error" not in row, row.get("error")
     assert row["agrees"] and row["peak_resettable"] in (True, False)
     json.dumps(row)  # the row is plain JSON
+
+
+def test_gpu_check_names_its_folder_and_refuses_without_a_gpu(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import gpu_check
+
+    assert gpu_check.slug("NVIDIA H200") == "nvidia-h200"
+    assert gpu_check.slug("Tesla V100-SXM2-16GB") == "tesla-v100-sxm2-16gb"
+    if gpu_check.gpu_name() is not None:
+        return  # a GPU machine runs the real check with make gpu-check, not here
+    assert gpu_check.main(["--out", str(tmp_path / "gpu")]) == 2
+    assert capsys.readouterr().err.startswith("error: no CUDA GPU is visible")
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_gpu_check_summary_reports_each_step() -> None:
+    import gpu_check
+
+    records = [{"step": "gpu tests", "command": "pytest -m gpu", "status": "passed",
+                "seconds": 12.0, "tail": ["5 passed"]},
+               {"step": "compare", "command": "gradbridge compare", "status": "failed (exit 1)",
+                "seconds": 3.0, "tail": ["check failed"]}]
+    text = gpu_check.summary("NVIDIA H200", records)
+    assert text.startswith("# gradbridge GPU check on NVIDIA H200")
+    assert "| compare | failed (exit 1) | 3.0 | `gradbridge compare` |" in text
+    assert "check failed" in text
