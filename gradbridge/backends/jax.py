@@ -69,13 +69,12 @@ from gradbridge.core.backend import (
     Axis,
     BackendBase,
     InvalidArgument,
+    OneFramework,
     Shape,
     check_argnums,
     check_scalar_output,
     left_the_graph,
     matmul_shape_error,
-    refusing_foreign,
-    refusing_foreign_method,
     returned_a_number,
     tree_map,
 )
@@ -93,16 +92,7 @@ NATIVE: set[type] = {JAX_ARRAY, np.ndarray, float, int, bool}
 NumPy arrays are data that jax.numpy takes itself, so they are accepted."""
 
 
-def _jax_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign_method(method, "jax", JAX_ARRAY, NATIVE)
-
-
-def _jax_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "jax", JAX_ARRAY, NATIVE, accepted=("numpy",), binary=True)
-
-
-def _jax_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "jax", JAX_ARRAY, NATIVE, accepted=("numpy",))
+ONE_FRAMEWORK = OneFramework("jax", JAX_ARRAY, NATIVE, accepted=("numpy",))
 
 
 LEFT_THE_GRAPH: dict[type[Exception], str] = {
@@ -192,30 +182,30 @@ class JaxBackend(BackendBase):
 
     # elementwise arithmetic
 
-    add = staticmethod(_jax_binary(jnp.add))
-    subtract = staticmethod(_jax_binary(jnp.subtract))
-    multiply = staticmethod(_jax_binary(jnp.multiply))
-    divide = staticmethod(_jax_binary(jnp.divide))
-    negative = staticmethod(_jax_only(jnp.negative))
-    pow = staticmethod(_jax_binary(jnp.pow))
-    abs = staticmethod(_jax_only(jnp.abs))
-    sqrt = staticmethod(_jax_only(jnp.sqrt))
-    exp = staticmethod(_jax_only(jnp.exp))
-    log = staticmethod(_jax_only(jnp.log))
-    log1p = staticmethod(_jax_only(jnp.log1p))
-    tanh = staticmethod(_jax_only(jnp.tanh))
+    add = staticmethod(ONE_FRAMEWORK.binary(jnp.add))
+    subtract = staticmethod(ONE_FRAMEWORK.binary(jnp.subtract))
+    multiply = staticmethod(ONE_FRAMEWORK.binary(jnp.multiply))
+    divide = staticmethod(ONE_FRAMEWORK.binary(jnp.divide))
+    negative = staticmethod(ONE_FRAMEWORK.op(jnp.negative))
+    pow = staticmethod(ONE_FRAMEWORK.binary(jnp.pow))
+    abs = staticmethod(ONE_FRAMEWORK.op(jnp.abs))
+    sqrt = staticmethod(ONE_FRAMEWORK.op(jnp.sqrt))
+    exp = staticmethod(ONE_FRAMEWORK.op(jnp.exp))
+    log = staticmethod(ONE_FRAMEWORK.op(jnp.log))
+    log1p = staticmethod(ONE_FRAMEWORK.op(jnp.log1p))
+    tanh = staticmethod(ONE_FRAMEWORK.op(jnp.tanh))
 
-    @_jax_only
+    @ONE_FRAMEWORK.op
     def maximum(self, x1: Array, x2: Array | float) -> Array:
         return maximum_ties_to_first(jnp, x1, x2)
 
-    @_jax_only
+    @ONE_FRAMEWORK.op
     def minimum(self, x1: Array, x2: Array | float) -> Array:
         return minimum_ties_to_first(jnp, x1, x2)
 
-    where = staticmethod(_jax_only(jnp.where))
+    where = staticmethod(ONE_FRAMEWORK.op(jnp.where))
 
-    @_jax_only
+    @ONE_FRAMEWORK.op
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         """Built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too."""
         if min is not None:
@@ -226,41 +216,39 @@ class JaxBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(refusing_foreign(jnp.matmul, "jax", JAX_ARRAY, NATIVE,
-                                           accepted=("numpy",), binary=True,
-                                           explain=matmul_shape_error))
-    matrix_transpose = staticmethod(_jax_only(jnp.matrix_transpose))
+    matmul = staticmethod(ONE_FRAMEWORK.binary(jnp.matmul, explain=matmul_shape_error))
+    matrix_transpose = staticmethod(ONE_FRAMEWORK.op(jnp.matrix_transpose))
 
     # reductions and shape (written out: jnp's third positional parameter is not keepdims)
 
-    @_jax_only_method
+    @ONE_FRAMEWORK.method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 
-    @_jax_only_method
+    @ONE_FRAMEWORK.method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
-    @_jax_only_method
+    @ONE_FRAMEWORK.method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.max(x, axis=axis, keepdims=keepdims)
 
-    @_jax_only_method
+    @ONE_FRAMEWORK.method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.min(x, axis=axis, keepdims=keepdims)
 
-    @_jax_only_method
+    @ONE_FRAMEWORK.method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return jax_logsumexp(x, axis=axis, keepdims=keepdims)
 
-    reshape = staticmethod(_jax_only(jnp.reshape))
-    expand_dims = staticmethod(_jax_only(jnp.expand_dims))
+    reshape = staticmethod(ONE_FRAMEWORK.op(jnp.reshape))
+    expand_dims = staticmethod(ONE_FRAMEWORK.op(jnp.expand_dims))
 
-    @_jax_only
+    @ONE_FRAMEWORK.op
     def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return jnp.concatenate(arrays, axis=axis)
 
-    stack = staticmethod(_jax_only(jnp.stack))
+    stack = staticmethod(ONE_FRAMEWORK.op(jnp.stack))
 
     # autodiff, compilation, loops, timing
 

@@ -73,14 +73,13 @@ from gradbridge.core.backend import (
     BackendBase,
     Capabilities,
     InvalidArgument,
+    OneFramework,
     Shape,
     check_argnums,
     check_scalar_output,
     invalid,
     left_the_graph,
     matmul_shape_error,
-    refusing_foreign,
-    refusing_foreign_method,
     returned_a_number,
     tree_map,
 )
@@ -105,16 +104,7 @@ NATIVE: set[type] = {torch.Tensor, torch.nn.Parameter, float, int, bool}
 """Argument types that pass the foreign-array check at once (TorchBackend joins below)."""
 
 
-def _torch_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign_method(method, "torch", torch.Tensor, NATIVE)
-
-
-def _torch_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "torch", torch.Tensor, NATIVE, binary=True)
-
-
-def _torch_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "torch", torch.Tensor, NATIVE)
+ONE_FRAMEWORK = OneFramework("torch", torch.Tensor, NATIVE)
 
 
 LEAVING_THE_GRAPH: dict[Any, str] = {
@@ -206,30 +196,30 @@ class TorchBackend(BackendBase):
 
     # elementwise arithmetic
 
-    add = staticmethod(_torch_binary(torch.add))
-    subtract = staticmethod(_torch_binary(torch.subtract))
-    multiply = staticmethod(_torch_binary(torch.multiply))
-    divide = staticmethod(_torch_binary(torch.divide))
-    negative = staticmethod(_torch_only(torch.negative))
-    pow = staticmethod(_torch_binary(torch.pow))
-    abs = staticmethod(_torch_only(torch.abs))
-    sqrt = staticmethod(_torch_only(torch.sqrt))
-    exp = staticmethod(_torch_only(torch.exp))
-    log = staticmethod(_torch_only(torch.log))
-    log1p = staticmethod(_torch_only(torch.log1p))
-    tanh = staticmethod(_torch_only(torch.tanh))
+    add = staticmethod(ONE_FRAMEWORK.binary(torch.add))
+    subtract = staticmethod(ONE_FRAMEWORK.binary(torch.subtract))
+    multiply = staticmethod(ONE_FRAMEWORK.binary(torch.multiply))
+    divide = staticmethod(ONE_FRAMEWORK.binary(torch.divide))
+    negative = staticmethod(ONE_FRAMEWORK.op(torch.negative))
+    pow = staticmethod(ONE_FRAMEWORK.binary(torch.pow))
+    abs = staticmethod(ONE_FRAMEWORK.op(torch.abs))
+    sqrt = staticmethod(ONE_FRAMEWORK.op(torch.sqrt))
+    exp = staticmethod(ONE_FRAMEWORK.op(torch.exp))
+    log = staticmethod(ONE_FRAMEWORK.op(torch.log))
+    log1p = staticmethod(ONE_FRAMEWORK.op(torch.log1p))
+    tanh = staticmethod(ONE_FRAMEWORK.op(torch.tanh))
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def maximum(self, x1: Array, x2: Array | float) -> Array:
         return maximum_ties_to_first(torch, x1, x2)
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def minimum(self, x1: Array, x2: Array | float) -> Array:
         return minimum_ties_to_first(torch, x1, x2)
 
-    where = staticmethod(_torch_only(torch.where))
+    where = staticmethod(ONE_FRAMEWORK.op(torch.where))
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         """torch.clamp, which refuses two missing bounds; the Array API returns x then."""
         if min is None and max is None:
@@ -238,10 +228,9 @@ class TorchBackend(BackendBase):
 
     # linear algebra
 
-    matmul = staticmethod(refusing_foreign(
-        torch.matmul, "torch", torch.Tensor, NATIVE, binary=True, explain=matmul_shape_error))
+    matmul = staticmethod(ONE_FRAMEWORK.binary(torch.matmul, explain=matmul_shape_error))
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def matrix_transpose(self, x: Array) -> Array:
         return x.mT
 
@@ -249,31 +238,31 @@ class TorchBackend(BackendBase):
 
     # A whole-array reduction takes torch's short path: dim=None costs ~25% more per call.
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         if axis is None and not keepdims:
             return torch.sum(x)
         return torch.sum(x, dim=axis, keepdim=keepdims)
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         if axis is None and not keepdims:
             return torch.mean(x)
         return torch.mean(x, dim=axis, keepdim=keepdims)
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amax(x, dim=_dims(x, axis), keepdim=keepdims)
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amin(x, dim=_dims(x, axis), keepdim=keepdims)
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.logsumexp(x, dim=_dims(x, axis), keepdim=keepdims)
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def mean_squared_error(self, prediction: Array, target: Array) -> Array:
         """torch's fused ``mse_loss`` (one kernel forward, one backward) when the two tensors
         agree in shape and dtype; the generic mean of squares when they must broadcast."""
@@ -286,19 +275,19 @@ class TorchBackend(BackendBase):
             return _mse_loss(prediction, target, _MEAN)
         return super().mean_squared_error(prediction, target)
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def reshape(self, x: Array, shape: int | Shape) -> Array:
         return torch.reshape(x, _as_shape(shape))
 
-    @_torch_only_method
+    @ONE_FRAMEWORK.method
     def expand_dims(self, x: Array, axis: int) -> Array:
         return torch.unsqueeze(x, axis)
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return torch.cat(list(arrays), dim=axis)
 
-    @_torch_only
+    @ONE_FRAMEWORK.op
     def stack(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return torch.stack(list(arrays), dim=axis)
 

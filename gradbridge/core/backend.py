@@ -122,43 +122,75 @@ def mixed_frameworks(backend: str, foreign: str, operation: str) -> InvalidArgum
     )
 
 
-def refusing_foreign(fn: Callable[..., Any], backend: str, array_type: type, native: set[type],
-                     accepted: tuple[str, ...] = (), *, binary: bool = False,
-                     explain: Callable[[Any, Any], InvalidArgument | None] | None = None,
-                     ) -> Callable[..., Any]:
-    """``fn`` that first refuses other frameworks' arrays (NumPy would convert them silently,
-    or return theirs). The framework's ``array_type`` passes at the cost of one identity test,
-    the other ``native`` types of one set lookup; ``accepted`` frameworks are host data the
-    framework takes itself (NumPy, for JAX). A ``binary`` function (called with exactly two
-positional arrays: add, matmul, ...) gets a loop-free check, and ``explain(x1, x2)`` may turn
-the framework's own error for it into one gradbridge message (free until an error)."""
-    def refuse(args: tuple[Any, ...]) -> None:
-        foreign = foreign_framework(backend, args, accepted)
+@dataclass(frozen=True)
+class OneFramework:
+    """Wraps a backend's operations so that they refuse other frameworks' arrays first (NumPy
+    would convert them silently, or return theirs; torch and JAX raise errors of their own).
+
+    Arguments of the framework's ``array_type`` pass at the cost of one identity test, the
+    other ``native`` types (Python numbers, tracers, the backend class itself) of one set
+    lookup; ``accepted`` frameworks are host data the framework takes itself (NumPy, for JAX).
+    """
+
+    backend: str
+    array_type: type
+    native: set[type]
+    accepted: tuple[str, ...] = ()
+
+    def refuse(self, name: str, args: Sequence[Any]) -> None:
+        """Raise the mixed-frameworks error if another framework's array is among ``args``."""
+        foreign = foreign_framework(self.backend, args, self.accepted)
         if foreign is not None:
-            raise mixed_frameworks(backend, foreign, fn.__name__)
+            raise mixed_frameworks(self.backend, foreign, name)
 
-    @functools.wraps(fn)
-    def operation(*args: Any, **kwargs: Any) -> Any:
-        for arg in args:
-            if arg.__class__ is not array_type and arg.__class__ not in native:
-                refuse(args)
-                break
-        return fn(*args, **kwargs)
+    def op(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Any function or method: every positional argument is checked."""
+        array_type, native, refuse = self.array_type, self.native, self.refuse
 
-    @functools.wraps(fn)
-    def two_arrays(x1: Any, x2: Any, /) -> Any:
-        if ((x1.__class__ is not array_type and x1.__class__ not in native)
-                or (x2.__class__ is not array_type and x2.__class__ not in native)):
-            refuse((x1, x2))
-        try:
-            return fn(x1, x2)
-        except (ValueError, TypeError, RuntimeError) as exc:
-            error = explain(x1, x2) if explain is not None else None
-            if error is None:
-                raise
-            raise error from exc
+        @functools.wraps(fn)
+        def operation(*args: Any, **kwargs: Any) -> Any:
+            for arg in args:
+                if arg.__class__ is not array_type and arg.__class__ not in native:
+                    refuse(fn.__name__, args)
+                    break
+            return fn(*args, **kwargs)
 
-    return two_arrays if binary else operation
+        return operation
+
+    def binary(self, fn: Callable[..., Any],
+               explain: Callable[[Any, Any], InvalidArgument | None] | None = None,
+               ) -> Callable[..., Any]:
+        """A function of exactly two positional arrays (add, matmul): a loop-free check, and
+        ``explain(x1, x2)`` may turn the framework's own error into one gradbridge message."""
+        array_type, native, refuse = self.array_type, self.native, self.refuse
+
+        @functools.wraps(fn)
+        def two_arrays(x1: Any, x2: Any, /) -> Any:
+            if ((x1.__class__ is not array_type and x1.__class__ not in native)
+                    or (x2.__class__ is not array_type and x2.__class__ not in native)):
+                refuse(fn.__name__, (x1, x2))
+            try:
+                return fn(x1, x2)
+            except (ValueError, TypeError, RuntimeError) as exc:
+                error = explain(x1, x2) if explain is not None else None
+                if error is None:
+                    raise
+                raise error from exc
+
+        return two_arrays
+
+    def method(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """A backend method of one array (``be.sum(x, axis)``): only ``x`` is checked, the
+        other arguments being axes, shapes and flags."""
+        array_type, native, refuse = self.array_type, self.native, self.refuse
+
+        @functools.wraps(method)
+        def checked(backend: Any, x: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if x.__class__ is not array_type and x.__class__ not in native:
+                refuse(method.__name__, (x,))
+            return method(backend, x, *args, **kwargs)
+
+        return checked
 
 
 def matmul_shape_error(x1: Any, x2: Any) -> InvalidArgument | None:
@@ -176,21 +208,6 @@ def matmul_shape_error(x1: Any, x2: Any) -> InvalidArgument | None:
     else:
         return None
     return InvalidArgument(f"matmul cannot multiply shapes {s1} and {s2}: {problem}")
-
-
-def refusing_foreign_method(method: Callable[..., Any], backend: str, array_type: type,
-                            native: set[type]) -> Callable[..., Any]:
-    """A backend method of one array (``be.sum(x, axis)``) that refuses another framework's
-    ``x``; the other arguments are axes, shapes and flags."""
-    @functools.wraps(method)
-    def checked(self: Any, x: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if x.__class__ is not array_type and x.__class__ not in native:
-            foreign = foreign_framework(backend, (x,))
-            if foreign is not None:
-                raise mixed_frameworks(backend, foreign, method.__name__)
-        return method(self, x, *args, **kwargs)
-
-    return checked
 
 
 # ----------------------------------------------------------------- devices and dtypes

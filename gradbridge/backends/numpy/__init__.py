@@ -5,7 +5,7 @@ pay nothing for going through the backend. Inside ``value_and_grad`` the same ca
 :mod:`.autodiff`'s primitives, because traced values answer NumPy's dispatch protocols.
 Results are NumPy arrays, or NumPy scalars where NumPy returns those (0-D results). Every
 operation refuses another framework's arrays, which NumPy would convert silently or return
-(:func:`~gradbridge.core.backend.refusing_foreign`: one set lookup per argument).
+(:class:`~gradbridge.core.backend.OneFramework`: one type test per argument).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from gradbridge.core.backend import (
     Array,
     Axis,
     BackendBase,
+    OneFramework,
     Shape,
     matmul_shape_error,
-    refusing_foreign,
-    refusing_foreign_method,
 )
 
 __all__ = ["NumpyBackend"]
@@ -35,16 +34,7 @@ NATIVE: set[type] = {np.ndarray, np.float32, np.float64, float, int, bool, Trace
 """Argument types that pass the foreign-array check at once (NumpyBackend joins below)."""
 
 
-def _numpy_only_method(method: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign_method(method, "numpy", np.ndarray, NATIVE)
-
-
-def _numpy_binary(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "numpy", np.ndarray, NATIVE, binary=True)
-
-
-def _numpy_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return refusing_foreign(fn, "numpy", np.ndarray, NATIVE)
+ONE_FRAMEWORK = OneFramework("numpy", np.ndarray, NATIVE)
 
 
 class NumpyBackend(BackendBase):
@@ -90,63 +80,62 @@ class NumpyBackend(BackendBase):
 
     # elementwise arithmetic, linear algebra and shape: NumPy's signatures are the Array API's
 
-    add = staticmethod(_numpy_binary(np.add))
-    subtract = staticmethod(_numpy_binary(np.subtract))
-    multiply = staticmethod(_numpy_binary(np.multiply))
-    divide = staticmethod(_numpy_binary(np.divide))
-    negative = staticmethod(_numpy_only(np.negative))
-    pow = staticmethod(_numpy_binary(np.power))
-    abs = staticmethod(_numpy_only(np.abs))
-    sqrt = staticmethod(_numpy_only(np.sqrt))
-    exp = staticmethod(_numpy_only(np.exp))
-    log = staticmethod(_numpy_only(np.log))
-    log1p = staticmethod(_numpy_only(np.log1p))
-    tanh = staticmethod(_numpy_only(np.tanh))
-    maximum = staticmethod(_numpy_binary(np.maximum))
-    minimum = staticmethod(_numpy_binary(np.minimum))
-    where = staticmethod(_numpy_only(np.where))
-    matmul = staticmethod(refusing_foreign(
-        np.matmul, "numpy", np.ndarray, NATIVE, binary=True, explain=matmul_shape_error))
-    expand_dims = staticmethod(_numpy_only(np.expand_dims))
-    concat = staticmethod(_numpy_only(np.concatenate))
-    stack = staticmethod(_numpy_only(np.stack))
+    add = staticmethod(ONE_FRAMEWORK.binary(np.add))
+    subtract = staticmethod(ONE_FRAMEWORK.binary(np.subtract))
+    multiply = staticmethod(ONE_FRAMEWORK.binary(np.multiply))
+    divide = staticmethod(ONE_FRAMEWORK.binary(np.divide))
+    negative = staticmethod(ONE_FRAMEWORK.op(np.negative))
+    pow = staticmethod(ONE_FRAMEWORK.binary(np.power))
+    abs = staticmethod(ONE_FRAMEWORK.op(np.abs))
+    sqrt = staticmethod(ONE_FRAMEWORK.op(np.sqrt))
+    exp = staticmethod(ONE_FRAMEWORK.op(np.exp))
+    log = staticmethod(ONE_FRAMEWORK.op(np.log))
+    log1p = staticmethod(ONE_FRAMEWORK.op(np.log1p))
+    tanh = staticmethod(ONE_FRAMEWORK.op(np.tanh))
+    maximum = staticmethod(ONE_FRAMEWORK.binary(np.maximum))
+    minimum = staticmethod(ONE_FRAMEWORK.binary(np.minimum))
+    where = staticmethod(ONE_FRAMEWORK.op(np.where))
+    matmul = staticmethod(ONE_FRAMEWORK.binary(np.matmul, explain=matmul_shape_error))
+    expand_dims = staticmethod(ONE_FRAMEWORK.op(np.expand_dims))
+    concat = staticmethod(ONE_FRAMEWORK.op(np.concatenate))
+    stack = staticmethod(ONE_FRAMEWORK.op(np.stack))
 
     # where NumPy differs: keyword-only keepdims, None bounds, fused logsumexp and MSE; reshape's
     # overloaded stubs do not match the protocol's signature for type checkers
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def reshape(self, x: Array, shape: int | Shape) -> Array:
         return np.reshape(x, shape)
 
-    @_numpy_only
+    @ONE_FRAMEWORK.op
     def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
         return x if min is None and max is None else np.clip(x, min, max)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def matrix_transpose(self, x: Array) -> Array:
         return np.swapaxes(x, -1, -2)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.sum(x, axis=axis, keepdims=keepdims)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.max(x, axis=axis, keepdims=keepdims)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.min(x, axis=axis, keepdims=keepdims)
 
-    @_numpy_only_method
+    @ONE_FRAMEWORK.method
     def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
         return autodiff.logsumexp(x, axis, keepdims)
 
-    mean_squared_error = staticmethod(_numpy_only(autodiff.mean_squared_error))
+    mean_squared_error = staticmethod(ONE_FRAMEWORK.op(autodiff.mean_squared_error))
 
     # autodiff
 
