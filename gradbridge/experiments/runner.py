@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gradbridge.config import read_toml
+from gradbridge.core import data
 from gradbridge.core.backend import (
     DTYPES,
     Backend,
@@ -379,25 +380,14 @@ BYTES_PER_POINT = 128
 N = 2e6 in float64 on CPU (x, y and one epoch's work arrays): NumPy 36, JAX 78, PyTorch 92."""
 
 
-def check_memory(grid: Grid, available: int | None = None) -> None:
+def check_memory(grid: Grid) -> None:
     """Refuse up front a data size whose arrays cannot fit in this machine's memory."""
-    limit = available or physical_memory()
     sizes = {"regression": ("regression.n", grid.settings.regression.n),
              "timing": ("timing.sizes", max(grid.settings.timing.sizes))}
     for setting, n in (sizes[e] for e in grid.experiments if e in sizes):
-        if limit is not None and n * BYTES_PER_POINT > limit:
-            raise InvalidArgument(
-                f"{setting} N = {n:,} needs about {n * BYTES_PER_POINT / 1e9:,.1f} GB of memory "
-                f"({BYTES_PER_POINT} bytes per data point), more than this machine's "
-                f"{limit / 1e9:,.1f} GB; choose a smaller size")
-
-
-def physical_memory() -> int | None:
-    """This machine's memory in bytes, where the OS tells it."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
-        return None
+        data.check_memory(float(n) * BYTES_PER_POINT,
+                          f"{setting} N = {n:,} ({BYTES_PER_POINT} bytes per data point)",
+                          "choose a smaller size")
 
 
 # ------------------------------------------------------------------------- running

@@ -49,7 +49,7 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (["--experiments", "nope"], "unknown experiment 'nope'; known experiments: linalg"),
     (["--sizes", "100,many"], "timing size 'many'"),
     (["--sizes", "1e12", "--experiments", "timing"],
-     "timing.sizes N = 1,000,000,000,000 needs about 128,000.0 GB of memory"),
+     "timing.sizes N = 1,000,000,000,000 (128 bytes per data point) needs about 116.4 TiB"),
     (["--epochs", "5", "--experiments", "bayes"], "--epochs is not used by any experiment in "
      "the grid (bayes): regression.epochs is used only by regression; add regression to"),
     (["--sizes", "100", "--experiments", "linalg"],
