@@ -257,8 +257,8 @@ def timing(results: Mapping[str, Any]) -> Figure | None:
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.set_xlabel("N (data points)")
     axes.set_ylabel("time per epoch (µs, median; log scale)")
-    axes.set_title(f"Regression time per epoch (median of {runs[0]['extra']['repeats']}, bars: "
-                   "interquartile range; compile time excluded)", fontsize=10)
+    figure.suptitle(f"Regression time per epoch (median of {runs[0]['extra']['repeats']}, "
+                    "bars: interquartile range; compile time excluded)", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     _legend(axes, len(axes.get_legend_handles_labels()[1]))
     return figure
