@@ -40,9 +40,11 @@ _LAZY: dict[str, str] = {
     "data": "gradbridge.core.data",
     "fit": "gradbridge.core.train",
     "History": "gradbridge.core.train",
+    "testing": "gradbridge.testing",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gradbridge import testing
     from gradbridge.core import data, losses, models, optim, probability, tree
     from gradbridge.core.train import History, fit
 
@@ -61,5 +63,5 @@ __all__ = [
     "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
     "TrainingDiverged",
     "data", "fit", "get_backend", "list_backends", "losses", "models", "optim", "probability",
-    "register_backend", "resolve", "tree", "unregister_backend", "use_backend",
+    "register_backend", "resolve", "testing", "tree", "unregister_backend", "use_backend",
 ]

@@ -7,12 +7,17 @@ into a failure, so CI cannot pass by quietly skipping a framework.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
 
 import gradbridge as gb
 from gradbridge.core.backend import Backend, DeviceNotAvailable, GradbridgeError
+
+PLUGIN = "gradbridge.testing.plugin"
+if not any(point.value == PLUGIN for point in entry_points(group="pytest11")):
+    pytest_plugins = [PLUGIN]  # a checkout run without installing (PYTHONPATH=., make gpu-check)
 
 BACKENDS = ("numpy", "jax", "torch")
 REQUIRED = {n.strip() for n in os.environ.get("GRADBRIDGE_REQUIRE_BACKENDS", "").split(",") if n}
@@ -37,10 +42,11 @@ def _params(dtypes: tuple[str, ...]) -> list:
     return params
 
 
-@pytest.fixture(params=_params(("float32", "float64")))
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """Every backend x dtype (x CUDA where present)."""
-    return make_backend(*request.param[:2], device=request.param[2])
+@pytest.fixture
+def backend(gb_backend: Backend) -> Backend:
+    """Every backend x dtype (x CUDA where present): gradbridge's own pytest plugin's
+    ``gb_backend``, so the plugin users get is the one these tests run on."""
+    return gb_backend
 
 
 @pytest.fixture(params=_params(("float64",)))
@@ -74,8 +80,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     outcome = yield
     report = outcome.get_result()
     expected_failure = hasattr(report, "wasxfail")  # a strict xfail is a documented gap, run
-    if (REQUIRED and report.skipped and not expected_failure
-            and item.get_closest_marker("gpu") is None):
+    on_gpu = any(item.get_closest_marker(m) for m in ("gpu", "gradbridge_cuda"))
+    if REQUIRED and report.skipped and not expected_failure and not on_gpu:
         report.outcome = "failed"
         report.longrepr = f"skipped while GRADBRIDGE_REQUIRE_BACKENDS is set: {report.longrepr}"
 
