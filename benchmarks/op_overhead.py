@@ -36,8 +36,9 @@ OPERATIONS = ("add", "matmul", "sum")
 def operands(be: Any) -> dict[str, tuple[Any, ...]]:
     """Backend arrays for each operation: 10 elements each, drawn on the host."""
     rng = np.random.default_rng(0)
-    vector = [be.asarray(rng.standard_normal(10)) for _ in range(2)]
-    matrices = (be.asarray(rng.standard_normal((2, 5))), be.asarray(rng.standard_normal((5, 2))))
+    vector = [be.from_host(rng.standard_normal(10)) for _ in range(2)]
+    matrices = (be.from_host(rng.standard_normal((2, 5))),
+                be.from_host(rng.standard_normal((5, 2))))
     return {"add": tuple(vector), "matmul": matrices, "sum": (vector[0],)}
 
 

@@ -19,7 +19,7 @@ float64 (``GRADBRIDGE_JAX_X64``)
     logs a warning when a float64 backend is made.
 
 Devices
-    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``asarray``,
+    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``from_host``,
     ``zeros``, ``ones`` and ``full`` are committed to the backend's device; operations and
     compiled functions run where their inputs live.
 
@@ -32,7 +32,7 @@ Subgradients
     give 0); kept for speed, since it only matters exactly at 0.
 
 Memory
-    ``asarray`` of a host array already in the backend's dtype copies it once, into a buffer
+    ``from_host`` of a host array already in the backend's dtype copies it once, into a buffer
     that only the new JAX array refers to (``_private_copy``), never aliasing the caller's
     array. Inside ``jit``, ``value_and_grad`` of a function whose other arguments hold at least
     REMAT_MIN_BYTES (the data of a full-batch fit) recomputes elementwise intermediates in the
@@ -70,7 +70,7 @@ from gradbridge.core.backend import (
     BackendBase,
     InvalidArgument,
     OneFramework,
-    Shape,
+    bind_namespace,
     check_argnums,
     check_scalar_output,
     left_the_graph,
@@ -107,7 +107,8 @@ LEFT_THE_GRAPH: dict[type[Exception], str] = {
 # The methods a float64 backend in the scoped x64 mode runs inside jax.enable_x64(True); grad,
 # value_and_grad and jit scope the functions they return instead (building them computes nothing).
 X64_SCOPED: tuple[str, ...] = (
-    "asarray", "to_numpy", "zeros", "ones", "full",
+    "asarray", "from_host", "to_numpy", "zeros", "ones", "full", "empty", "eye", "linspace",
+    "arange",
     "add", "subtract", "multiply", "divide", "negative", "pow", "abs", "sqrt", "exp", "log",
     "log1p", "tanh", "maximum", "minimum", "where", "clip",
     "matmul", "matrix_transpose", "dot",
@@ -117,9 +118,10 @@ X64_SCOPED: tuple[str, ...] = (
 
 
 class JaxBackend(BackendBase):
-    """gradbridge on JAX: CPU or CUDA, float32 or scoped float64, compiled with jax.jit."""
+    """gradbridge on JAX: CPU or CUDA, float32 or float64, compiled with jax.jit."""
 
     name: ClassVar[str] = "jax"
+    xp: ClassVar[Any] = jnp
     has_jit: ClassVar[bool] = True
     compiled_scan: ClassVar[bool] = True
     """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
@@ -159,7 +161,11 @@ class JaxBackend(BackendBase):
 
     # creation and conversion
 
-    def asarray(self, obj: Any) -> Array:
+    @property
+    def native_device(self) -> Any:
+        return self._device
+
+    def from_host(self, obj: Any) -> Array:
         if not isinstance(obj, jax.Array):
             obj = np.asarray(obj)
         dtype = self._dtype if jnp.issubdtype(obj.dtype, jnp.floating) else None
@@ -170,15 +176,6 @@ class JaxBackend(BackendBase):
 
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.array(x)  # a writable copy: JAX exposes its buffers read-only
-
-    def zeros(self, shape: int | Shape) -> Array:
-        return jnp.zeros(shape, dtype=self._dtype, device=self._device)
-
-    def ones(self, shape: int | Shape) -> Array:
-        return jnp.ones(shape, dtype=self._dtype, device=self._device)
-
-    def full(self, shape: int | Shape, fill_value: float) -> Array:
-        return jnp.full(shape, fill_value, dtype=self._dtype, device=self._device)
 
     # elementwise arithmetic
 
@@ -285,7 +282,7 @@ class JaxBackend(BackendBase):
         lax.scan needs the carry's dtypes to stay fixed, so a host float64 start value in a
         float32 backend (or the reverse) is converted first rather than rejected.
         """
-        return jax.lax.scan(lambda c, _: step(c), tree_map(self.asarray, carry), None,
+        return jax.lax.scan(lambda c, _: step(c), tree_map(self.from_host, carry), None,
                             length=length)
 
     def synchronize(self) -> None:
@@ -303,6 +300,7 @@ class JaxBackend(BackendBase):
 
 
 NATIVE.add(JaxBackend)  # methods see the backend itself as their first argument
+bind_namespace(JaxBackend, ONE_FRAMEWORK)
 
 
 def x64_mode() -> str:
@@ -347,7 +345,7 @@ def _private_copy(array: np.ndarray) -> np.ndarray:
     Safety: ``jax.device_put`` aliases any suitably aligned NumPy buffer on the CPU, writeable
     ones included and even with ``may_alias=False`` (jax-ml/jax#37830), so a user's array must
     never reach it: a later write to that array would change the "immutable" JAX array. This
-    buffer is made here and returned to ``asarray`` only; the JAX array holds the last reference
+    buffer is made here and returned to ``from_host`` only; the JAX array holds the last reference
     to it, and NumPy views of a JAX array are read-only. Were the buffer not aliased (another
     JAX version or alignment rule), ``device_put`` copies it: still correct, one copy more.
     """

@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+import array_api_compat.torch
 import numpy as np
 import torch
 
@@ -75,6 +76,7 @@ from gradbridge.core.backend import (
     InvalidArgument,
     OneFramework,
     Shape,
+    bind_namespace,
     check_argnums,
     check_scalar_output,
     invalid,
@@ -138,6 +140,7 @@ class TorchBackend(BackendBase):
     """gradbridge on PyTorch: CPU or CUDA, float32 or float64, eager unless compile is asked."""
 
     name: ClassVar[str] = "torch"
+    xp: ClassVar[Any] = array_api_compat.torch
     notes: ClassVar[tuple[str, ...]] = (
         f"jit is eager unless {COMPILE_ENV}=1 is set when the backend is built",
         "on CUDA, float64 or parity=True turns TF32 off for the whole process",
@@ -169,7 +172,11 @@ class TorchBackend(BackendBase):
 
     # creation and conversion
 
-    def asarray(self, obj: Any) -> Array:
+    @property
+    def native_device(self) -> Any:
+        return self._device
+
+    def from_host(self, obj: Any) -> Array:
         if not isinstance(obj, torch.Tensor):
             host = np.asarray(obj)
             if any(stride < 0 for stride in host.strides):  # torch cannot view reversed memory
@@ -184,15 +191,6 @@ class TorchBackend(BackendBase):
                 raise left_the_graph("be.to_numpy(x)")
             return x.detach().to("cpu", copy=True).numpy()
         return np.array(x)
-
-    def zeros(self, shape: int | Shape) -> Array:
-        return torch.zeros(_as_shape(shape), dtype=self._dtype, device=self._device)
-
-    def ones(self, shape: int | Shape) -> Array:
-        return torch.ones(_as_shape(shape), dtype=self._dtype, device=self._device)
-
-    def full(self, shape: int | Shape, fill_value: float) -> Array:
-        return torch.full(_as_shape(shape), fill_value, dtype=self._dtype, device=self._device)
 
     # elementwise arithmetic
 
@@ -297,7 +295,7 @@ class TorchBackend(BackendBase):
                        argnums: Argnums = 0) -> Callable[..., tuple[Array, Any]]:
         nums, least_args = _argnums_plan(argnums)
         single = isinstance(argnums, int)
-        asarray = self.asarray
+        from_host = self.from_host
         guarded = [True]  # the first call runs under _GraphGuard (see _differentiate)
 
         def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Array, Any]:
@@ -307,7 +305,7 @@ class TorchBackend(BackendBase):
             leaves: list[torch.Tensor] = []
 
             def track(x: Any) -> torch.Tensor:
-                tensor = x if isinstance(x, torch.Tensor) else asarray(x)
+                tensor = x if isinstance(x, torch.Tensor) else from_host(x)
                 if not (nested and tensor.requires_grad):
                     tensor = tensor.detach().requires_grad_(True)
                 leaves.append(tensor)
@@ -380,7 +378,7 @@ class TorchBackend(BackendBase):
 
     def _stacked_buffer(self, leaf: Any, length: int) -> torch.Tensor:
         """Room for ``length`` values shaped like ``leaf``, in its dtype, on its device."""
-        first = leaf if isinstance(leaf, torch.Tensor) else self.asarray(leaf)
+        first = leaf if isinstance(leaf, torch.Tensor) else self.from_host(leaf)
         return torch.empty((length, *first.shape), dtype=first.dtype, device=first.device)
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -392,6 +390,7 @@ class TorchBackend(BackendBase):
 
 
 NATIVE.add(TorchBackend)  # methods see the backend itself as their first argument
+bind_namespace(TorchBackend, ONE_FRAMEWORK)
 
 
 def _compile_requested() -> bool:

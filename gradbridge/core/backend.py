@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+from gradbridge.core import ops
 
 Array: TypeAlias = Any
 """An array of the backend's framework (``numpy.ndarray``, ``jax.Array``, ``torch.Tensor``)."""
@@ -275,14 +280,22 @@ class Backend(Protocol):
     @property
     def capabilities(self) -> Capabilities: ...
 
-    # creation and conversion
-    def asarray(self, obj: Any) -> Array:
-        """Make an array on this backend's device; floating input takes the backend's dtype."""
+    # creation and conversion (the rest of the Array API namespace: core/ops.py)
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
+                copy: bool | None = None) -> Array:
+        """The Array API's asarray: input with a dtype keeps it, Python numbers and sequences
+        take the backend's default dtypes, on the backend's device."""
+    def from_host(self, obj: Any) -> Array:
+        """Host data (NumPy arrays, lists, numbers) moved to the backend in its policy dtype:
+        floating -> the backend's dtype, integers and booleans kept. ``fit`` and the
+        experiments move data with this."""
     def to_numpy(self, x: Array) -> Any:
         """Copy an array (or a Python number) to a host ``numpy.ndarray``."""
-    def zeros(self, shape: int | Shape) -> Array: ...
-    def ones(self, shape: int | Shape) -> Array: ...
-    def full(self, shape: int | Shape, fill_value: float) -> Array: ...
+    def zeros(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
+        """Zeros in ``dtype`` (default: the backend's float dtype) on ``device`` (its device)."""
+    def ones(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array: ...
+    def full(self, shape: int | Shape, fill_value: Any, *, dtype: Any = None,
+             device: Any = None) -> Array: ...
 
     # elementwise arithmetic
     def add(self, x1: Array, x2: Array) -> Array: ...
@@ -405,10 +418,93 @@ class BackendBase:
     """True where ``jit(lambda c: scan(step, c, n))`` compiles the whole loop into one program
     (JAX); fit then compiles chunks of epochs instead of single steps."""
     notes: ClassVar[tuple[str, ...]] = ()
+    xp: ClassVar[Any] = None
+    """The framework's Array API namespace the operations are bound from (bind_namespace)."""
+    __array_api_version__: ClassVar[str] = ops.ARRAY_API_VERSION
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         self.dtype = normalize_dtype(dtype)
         self.device = resolve_device(device, self.available_devices(), self.name)
+        self.__name__ = f"gradbridge.{self.name}"  # a namespace has a name (the Array API suite)
+
+    @property
+    def native_device(self) -> Any:
+        """This backend's device as its framework spells it (what ``device=`` defaults to)."""
+        return self.device
+
+    # ------------------------------------------------ creation with the backend's defaults
+
+    @property
+    def default_float(self) -> Any:
+        """The default real floating dtype: the backend's ``dtype``, as a dtype object."""
+        return getattr(self.xp, self.dtype)
+
+    @property
+    def default_complex(self) -> Any:
+        return self.xp.complex128 if self.dtype == "float64" else self.xp.complex64
+
+    def default_dtype_of(self, value: Any) -> Any:
+        """The default dtype for Python data (a number or nested sequence), as the standard says:
+        bool, the default integer (int64), the backend's float, its complex."""
+        kind = np.asarray(value).dtype.kind
+        return {"b": self.xp.bool, "f": self.default_float, "c": self.default_complex}.get(
+            kind, self.xp.int64)
+
+    def _device_or_default(self, device: Any) -> Any:
+        return self.native_device if device is None else device
+
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
+                copy: bool | None = None) -> Array:
+        own = hasattr(obj, "dtype") and hasattr(obj, "shape")
+        if dtype is None and not own:
+            dtype = self.default_dtype_of(obj)
+        if device is None and not own:
+            device = self.native_device
+        return self.xp.asarray(obj, dtype=dtype, device=device, copy=copy)
+
+    def zeros(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
+        return self.xp.zeros(shape, dtype=dtype or self.default_float,
+                             device=self._device_or_default(device))
+
+    def ones(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
+        return self.xp.ones(shape, dtype=dtype or self.default_float,
+                            device=self._device_or_default(device))
+
+    def empty(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
+        return self.xp.empty(shape, dtype=dtype or self.default_float,
+                             device=self._device_or_default(device))
+
+    def full(self, shape: int | Shape, fill_value: Any, *, dtype: Any = None,
+             device: Any = None) -> Array:
+        if dtype is None:
+            dtype = (fill_value.dtype if hasattr(fill_value, "dtype")
+                     else self.default_dtype_of(fill_value))
+        return self.xp.full(shape, fill_value, dtype=dtype, device=self._device_or_default(device))
+
+    def eye(self, n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
+            device: Any = None) -> Array:
+        return self.xp.eye(n_rows, n_cols, k=k, dtype=dtype or self.default_float,
+                           device=self._device_or_default(device))
+
+    def linspace(self, start: Any, stop: Any, /, num: int, *, dtype: Any = None,
+                 device: Any = None, endpoint: bool = True) -> Array:
+        if dtype is None:
+            complex_ends = isinstance(start, complex) or isinstance(stop, complex)
+            dtype = self.default_complex if complex_ends else self.default_float
+        return self.xp.linspace(start, stop, num, dtype=dtype,
+                                device=self._device_or_default(device), endpoint=endpoint)
+
+    def arange(self, start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None,
+               device: Any = None) -> Array:
+        if dtype is None:
+            dtype = self.default_dtype_of([start, step] if stop is None else [start, stop, step])
+        return self.xp.arange(start, stop, step, dtype=dtype,
+                              device=self._device_or_default(device))
+
+    def __array_namespace_info__(self) -> NamespaceInfo:
+        return NamespaceInfo(self)
+
+    # ------------------------------------------------------- gradbridge's own additions
 
     @classmethod
     def available_devices(cls) -> list[str]:
@@ -481,6 +577,51 @@ class BackendBase:
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
+
+
+class NamespaceInfo:
+    """``__array_namespace_info__()``: the framework's own answers, with the backend's defaults
+    (its float dtype, int64 indices, its device) in place of the framework's."""
+
+    def __init__(self, backend: BackendBase) -> None:
+        self._backend = backend
+        self._inner = backend.xp.__array_namespace_info__()
+
+    def capabilities(self) -> dict[str, Any]:
+        return dict(self._inner.capabilities())
+
+    def default_device(self) -> Any:
+        return self._backend.native_device
+
+    def devices(self) -> list[Any]:
+        return list(self._inner.devices())
+
+    def default_dtypes(self, *, device: Any = None) -> dict[str, Any]:
+        be = self._backend
+        return {"real floating": be.default_float, "complex floating": be.default_complex,
+                "integral": be.xp.int64, "indexing": be.xp.int64}
+
+    def dtypes(self, *, device: Any = None, kind: Any = None) -> dict[str, Any]:
+        return dict(self._inner.dtypes(device=device, kind=kind))
+
+
+def bind_namespace(cls: type[BackendBase], guard: OneFramework) -> None:
+    """Give ``cls`` every name of core/ops.py that it does not write itself, bound from its
+    ``xp`` behind ``guard`` (dtypes and constants as they are), and the ``linalg`` and ``fft``
+    extensions as namespaces of their own."""
+    xp = cls.xp
+    for name in ops.names(ops.MAIN):
+        if not hasattr(cls, name):
+            setattr(cls, name, staticmethod(guard.op(getattr(xp, name))))
+    for name in (*ops.DTYPES, *ops.CONSTANTS):
+        if not hasattr(cls, name):
+            setattr(cls, name, getattr(xp, name))
+    for extension, table in (("linalg", ops.LINALG), ("fft", ops.FFT)):
+        module = getattr(xp, extension, None)
+        if module is not None and not hasattr(cls, extension):
+            functions = {op.name: guard.op(getattr(module, op.name)) for op in table
+                         if hasattr(module, op.name)}
+            setattr(cls, extension, types.SimpleNamespace(**functions))
 
 
 def _reduced_shape(shape: Shape, axis: Axis) -> Shape:

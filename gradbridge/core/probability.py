@@ -172,7 +172,7 @@ def _probabilities(be: Backend, **named: Any) -> list[Array]:
     except ValueError:
         shapes = ", ".join(f"{name} {v.shape}" for name, v in host.items())
         raise InvalidArgument(f"the shapes do not broadcast together: {shapes}") from None
-    return [be.asarray(values) for values in host.values()]
+    return [be.from_host(values) for values in host.values()]
 
 
 def _check_probability(name: str, values: np.ndarray) -> None:
@@ -242,7 +242,7 @@ def log_posterior(be: Backend, log_prior: Any, log_likelihoods: Any) -> Array:
     over the n observations. A product of 1,000 likelihoods near 0.5 is ~1e-301, which float32
     flushes to zero; the sum of their logs is an ordinary number.
     """
-    prior, loglik = be.asarray(log_prior), be.asarray(log_likelihoods)
+    prior, loglik = be.from_host(log_prior), be.from_host(log_likelihoods)
     prior_shape, loglik_shape = tuple(prior.shape), tuple(loglik.shape)
     if len(prior_shape) != 1 or len(loglik_shape) not in (1, 2) \
             or loglik_shape[-1] != prior_shape[0]:
@@ -312,7 +312,7 @@ def bayesian_linear_regression(be: Backend, X: Any, y: Any, prior_var: float,
     """
     for name, value in (("prior_var", prior_var), ("noise_var", noise_var)):
         check_positive(name, value, "a finite variance > 0")
-    xs, ys = be.asarray(X), be.asarray(y)
+    xs, ys = be.from_host(X), be.from_host(y)
     if len(xs.shape) == 1:
         xs = be.reshape(xs, (-1, 1))
     x_shape, y_shape = tuple(xs.shape), tuple(ys.shape)
@@ -329,7 +329,7 @@ def bayesian_linear_regression(be: Backend, X: Any, y: Any, prior_var: float,
     precision = gram / noise_var + np.eye(x_shape[1]) / prior_var
     cov = np.linalg.solve(precision, np.eye(x_shape[1]))
     mean = np.linalg.solve(precision, moment / noise_var)
-    return be.asarray(mean), be.asarray((cov + cov.T) / 2)
+    return be.from_host(mean), be.from_host((cov + cov.T) / 2)
 
 
 # ------------------------------------------------------------------ naive Bayes text
@@ -372,7 +372,7 @@ class NaiveBayes:
         self.vocabulary_ = {word: i for i, word in
                             enumerate(sorted({w for t in texts for w in tokenize(t)}))}
         be = self.be
-        onehot = be.asarray(np.array([[label == c for c in self.classes_] for label in labels],
+        onehot = be.from_host(np.array([[label == c for c in self.classes_] for label in labels],
                                      dtype=np.float64))
         word_counts = be.matmul(be.matrix_transpose(onehot), self._counts(texts))  # (k, V)
         smoothed = be.add(word_counts, self.alpha)
@@ -409,7 +409,7 @@ class NaiveBayes:
                 column = self.vocabulary_.get(word)
                 if column is not None:
                     counts[row, column] += 1
-        return self.be.asarray(counts)
+        return self.be.from_host(counts)
 
 
 def _check_texts(texts: Sequence[str], labels: Sequence[str] | None = None) -> None:

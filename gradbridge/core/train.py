@@ -263,7 +263,7 @@ def _missing_params(be: Backend, model: Model, params: Params,
                     sample: np.ndarray) -> InvalidArgument | None:
     """The error for a model reading parameters that ``params`` lacks, found by running it on
     one sample, each missing one set to 0 in turn; None when nothing is missing."""
-    log, x = _ReadLog(params), be.asarray(sample)
+    log, x = _ReadLog(params), be.from_host(sample)
     complete = False
     for _ in range(len(params) + 8):
         try:
@@ -440,7 +440,7 @@ class _FullBatch(_Runner):
 
     def __init__(self, program: _Program, x_host: np.ndarray, y_host: np.ndarray) -> None:
         super().__init__(program)
-        self.x, self.y = self.be.asarray(x_host), self.be.asarray(y_host)
+        self.x, self.y = self.be.from_host(x_host), self.be.from_host(y_host)
 
     def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, Any]:
         return self.program.chunk(length)(carry, self.x, self.y)
@@ -498,18 +498,18 @@ class _MiniBatch(_Runner):
             order = data.epoch_order(self.n, self.seed, epoch)
             for begin in range(0, self.n, self.batch_size):
                 rows = order[begin:begin + self.batch_size]
-                yield self.be.asarray(self.x_host[rows]), self.be.asarray(self.y_host[rows])
+                yield self.be.from_host(self.x_host[rows]), self.be.from_host(self.y_host[rows])
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         sizes = {self.batch_size, self.n % self.batch_size} - {0}
-        ends = [self._two_steps(carry, self.be.asarray(self.x_host[:size]),
-                                self.be.asarray(self.y_host[:size])) for size in sizes]
+        ends = [self._two_steps(carry, self.be.from_host(self.x_host[:size]),
+                                self.be.from_host(self.y_host[:size])) for size in sizes]
         self.full_loss(ends[-1][0])  # on a step's output, as after training
         return 2 * len(sizes) / self.batches_per_epoch
 
     def full_loss(self, params: Params) -> float:
         be = self.be
-        value = self.program.evaluate(params, be.asarray(self.x_host), be.asarray(self.y_host))
+        value = self.program.evaluate(params, be.from_host(self.x_host), be.from_host(self.y_host))
         return float(be.to_numpy(value))
 
 

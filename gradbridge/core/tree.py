@@ -75,7 +75,7 @@ def named_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def to_backend(be: Backend, tree: Any) -> Any:
     """Every leaf as an array of ``be`` (floating leaves take the backend's dtype and device)."""
-    return tree_map(be.asarray, tree)
+    return tree_map(be.from_host, tree)
 
 
 def to_numpy(be: Backend, tree: Any) -> Any:

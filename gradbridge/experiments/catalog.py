@@ -364,7 +364,7 @@ def bayes_run(be: Backend, settings: Settings) -> Outcome:
     from gradbridge.core import probability
     from gradbridge.experiments import seed
 
-    curve = probability.posterior(be, be.asarray(PRIORS), SENSITIVITY, FALSE_POSITIVE_RATE)
+    curve = probability.posterior(be, be.from_host(PRIORS), SENSITIVITY, FALSE_POSITIVE_RATE)
     return Outcome(series={"medical_test": np.array([float(seed.medical_test(be))]),
                            "posterior": np.asarray(be.to_numpy(curve), dtype=float)[None, :]},
                    extra={"priors": PRIORS.tolist()})
@@ -461,13 +461,13 @@ def mlp_run(be: Backend, settings: Settings) -> Outcome:
     s = settings.mlp_gradients
     params, x, y = mlp_problem(s)
     model = models.mlp(s.activation)
-    xb, yb = be.asarray(x), be.asarray(y)
+    xb, yb = be.from_host(x), be.from_host(y)
 
     def loss_fn(p: dict[str, Any]) -> Any:
         return losses.mse(be, model(be, p, xb), yb)
 
     gradient = be.jit(be.value_and_grad(loss_fn))  # one compiled program where there is jit
-    value, grads = gradient({k: be.asarray(v) for k, v in params.items()})
+    value, grads = gradient({k: be.from_host(v) for k, v in params.items()})
     loss = float(be.to_numpy(value))
     host = {k: be.to_numpy(g) for k, g in grads.items()}
     return Outcome(series={"loss": np.array([loss]), "gradient": flatten(host)[None, :]},

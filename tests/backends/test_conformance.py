@@ -75,14 +75,14 @@ def draw(be: Backend, seed: int, shape: tuple[int, ...], low: float | None = Non
         values = rng.standard_normal(shape)
     else:
         values = rng.uniform(low, high, shape)
-    return be.asarray(values), as_seen_by(be, values)
+    return be.from_host(values), as_seen_by(be, values)
 
 
 def away_from_zero(be: Backend, seed: int, shape: tuple[int, ...]) -> tuple[Array, np.ndarray]:
     """Values with |x| in [0.5, 2) and random sign: safe divisors, no kinks of abs nearby."""
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
-    return be.asarray(values), as_seen_by(be, values)
+    return be.from_host(values), as_seen_by(be, values)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -126,30 +126,30 @@ def test_synchronize_returns_none(backend: Backend) -> None:
     assert synchronize() is None
 
 
-def test_asarray_takes_the_backend_float_dtype(backend: Backend) -> None:
+def test_from_host_takes_the_backend_float_dtype(backend: Backend) -> None:
     values = np.random.default_rng(0).standard_normal((2, 3))
     for source in (values, values.astype(np.float32), values.tolist()):
         expected = as_seen_by(backend, np.asarray(source, dtype=np.float64))
-        assert_matches(backend, backend.asarray(source), expected,
-                       f"asarray from {type(source).__name__} {np.asarray(source).dtype}")
-    assert_matches(backend, backend.asarray(2.5), 2.5, "asarray of a Python float")
+        assert_matches(backend, backend.from_host(source), expected,
+                       f"from_host of {type(source).__name__} {np.asarray(source).dtype}")
+    assert_matches(backend, backend.from_host(2.5), 2.5, "from_host of a Python float")
 
 
-def test_asarray_keeps_integers_integer(backend: Backend) -> None:
+def test_from_host_keeps_integers_integer(backend: Backend) -> None:
     for source in (np.array([1, 2, 3]), [1, 2, 3]):
-        got = host(backend, backend.asarray(source))
-        assert got.dtype.kind in "iu", f"asarray({source!r}) became {got.dtype}"
+        got = host(backend, backend.from_host(source))
+        assert got.dtype.kind in "iu", f"from_host({source!r}) became {got.dtype}"
         np.testing.assert_array_equal(got, [1, 2, 3])
 
 
-def test_asarray_of_a_backend_array_is_the_same_values(backend: Backend) -> None:
+def test_from_host_of_a_backend_array_is_the_same_values(backend: Backend) -> None:
     x, ref = draw(backend, 1, (4,))
-    assert_matches(backend, backend.asarray(x), ref, "asarray(backend array)")
+    assert_matches(backend, backend.from_host(x), ref, "from_host(backend array)")
 
 
 def test_to_numpy_round_trip_is_exact(backend: Backend) -> None:
     values = np.random.default_rng(2).standard_normal((3, 2)).astype(backend.dtype)
-    x = backend.asarray(values)
+    x = backend.from_host(values)
     back = host(backend, x)
     assert back.dtype == values.dtype
     np.testing.assert_array_equal(back, values)  # exact: no arithmetic happened
@@ -157,7 +157,7 @@ def test_to_numpy_round_trip_is_exact(backend: Backend) -> None:
 
 def test_to_numpy_is_a_copy(backend: Backend) -> None:
     """The protocol promises a copy: editing the host array must not edit the backend's array."""
-    x = backend.asarray([1.0, 2.0, 3.0])
+    x = backend.from_host([1.0, 2.0, 3.0])
     back = host(backend, x)
     with contextlib.suppress(ValueError):  # a read-only host array is fine: nothing can leak
         back[0] = 123.0
@@ -201,7 +201,7 @@ def test_unary_ops(backend: Backend, op: str) -> None:
 def test_log1p_is_accurate_near_zero(backend: Backend) -> None:
     tiny = np.array([1e-12, -1e-9, 1e-7])
     # log(1 + x) would lose every digit here; log1p keeps them (relative tolerance only).
-    got = host(backend, backend.log1p(backend.asarray(tiny))).astype(np.float64)
+    got = host(backend, backend.log1p(backend.from_host(tiny))).astype(np.float64)
     np.testing.assert_allclose(got, np.log1p(as_seen_by(backend, tiny)), rtol=tolerance(backend))
 
 
@@ -352,13 +352,13 @@ def test_logsumexp(backend: Backend) -> None:
 
 @pytest.mark.parametrize("values", [[1000.0, 1000.5], [-1000.0, -1000.5], [800.0, -800.0]])
 def test_logsumexp_is_stable_for_large_inputs(backend: Backend, values: list[float]) -> None:
-    x = backend.asarray(values)
+    x = backend.from_host(values)
     top = max(values)
     expected = top + math.log(sum(math.exp(v - top) for v in values))  # exact for these numbers
     got = host(backend, backend.logsumexp(x))
     assert np.isfinite(got), f"logsumexp({values}) overflowed to {got}"
     assert_matches(backend, backend.logsumexp(x), expected, f"logsumexp({values})")
-    rows = backend.asarray([values, [0.0, 0.0]])
+    rows = backend.from_host([values, [0.0, 0.0]])
     assert_matches(backend, backend.logsumexp(rows, axis=1), [expected, math.log(2.0)],
                    "row-wise logsumexp with a large row")
 
@@ -507,7 +507,7 @@ def test_scan_with_tuple_carry(backend: Backend) -> None:
         a, b = carry
         return (b, a + b), a
 
-    (a, b), ys = backend.scan(fibonacci, (backend.asarray(0.0), backend.asarray(1.0)), 10)
+    (a, b), ys = backend.scan(fibonacci, (backend.from_host(0.0), backend.from_host(1.0)), 10)
     assert_matches(backend, a, 55.0, "fib(10)")
     assert_matches(backend, b, 89.0, "fib(11)")
     assert_matches(backend, ys, [0, 1, 1, 2, 3, 5, 8, 13, 21, 34], "fib(0..9)")
@@ -520,7 +520,7 @@ def test_scan_with_dict_outputs(backend: Backend) -> None:
         new = {"w": carry["w"] * 0.5, "count": carry["count"] + 1.0}
         return new, {"w": new["w"], "norm": backend.sum(new["w"] * new["w"])}
 
-    final, ys = backend.scan(halve, {"w": params, "count": backend.asarray(0.0)}, 4)
+    final, ys = backend.scan(halve, {"w": params, "count": backend.from_host(0.0)}, 4)
     assert set(final) == {"w", "count"} and set(ys) == {"w", "norm"}
     factors = 0.5 ** np.arange(1, 5)
     assert_matches(backend, final["w"], ref_params / 16, "final w")
@@ -631,7 +631,7 @@ def test_another_frameworks_array_is_refused_naming_both(backend: Backend, other
     answered with their own TypeErrors. JAX takes host NumPy arrays as data, as jnp does."""
     if other == backend.name:
         return  # the same framework: nothing to refuse
-    mine = backend.asarray([1.0, 2.0, 3.0])
+    mine = backend.from_host([1.0, 2.0, 3.0])
     if (backend.name, other) == ("jax", "numpy"):
         result = MIXED_CALLS[call](backend, mine, FOREIGN_MAKERS[other]())
         assert type(result).__module__.startswith("jax")

@@ -49,7 +49,7 @@ def away_from_zero(*shape: int) -> Draw:
 def weighted(be: Backend, y: Array) -> Array:
     """sum(y * c) with a fixed random c of y's shape: a scalar that sees every element of y."""
     c = np.random.default_rng(1234).standard_normal(tuple(y.shape))
-    return be.sum(y * be.asarray(c))
+    return be.sum(y * be.from_host(c))
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def backend_gradients(be: Backend, case: Case, inputs: list[np.ndarray]) -> list
     """The backend's gradient of the case w.r.t. every input, as host float64 arrays."""
     argnums = tuple(range(len(inputs)))
     grads = be.grad(lambda *args: case.fn(be, *args), argnums=argnums)(
-        *[be.asarray(x) for x in inputs])
+        *[be.from_host(x) for x in inputs])
     assert isinstance(grads, tuple) and len(grads) == len(inputs), type(grads)
     out = []
     for x, g in zip(inputs, grads, strict=True):
@@ -195,7 +195,7 @@ def finite_differences(be: Backend, case: Case, inputs: list[np.ndarray]) -> lis
     compiled = be.jit(lambda *args: case.fn(be, *args))
 
     def value(args: list[np.ndarray]) -> float:
-        return float(host64(be, compiled(*[be.asarray(a) for a in args])))
+        return float(host64(be, compiled(*[be.from_host(a) for a in args])))
 
     grads = []
     for i, x in enumerate(inputs):
@@ -272,8 +272,8 @@ def _mse(be: Backend, params: dict[str, Array], x: Array, y: Array) -> Array:
 def test_gradient_of_dict_params_matches_closed_form(backend: Backend) -> None:
     x, y, params = _regression()
     grads = backend.grad(lambda p, xx, yy: _mse(backend, p, xx, yy))(
-        {k: backend.asarray(v) for k, v in params.items()}, backend.asarray(x),
-        backend.asarray(y))
+        {k: backend.from_host(v) for k, v in params.items()}, backend.from_host(x),
+        backend.from_host(y))
     assert isinstance(grads, dict) and set(grads) == {"w", "b"}
     # MSE gradients by hand: r = Xw + b - y, dL/dw = 2/n X^T r, dL/db = 2/n sum(r).
     residual = x @ params["w"] + params["b"] - y
@@ -290,11 +290,11 @@ def test_gradient_of_nested_dict_params(backend: Backend) -> None:
     nested = {"layer": {"w": params["w"], "b": params["b"]}, "scale": np.asarray(1.5)}
 
     def loss(p: dict[str, Any]) -> Array:
-        return p["scale"] * _mse(backend, p["layer"], backend.asarray(x), backend.asarray(y))
+        return p["scale"] * _mse(backend, p["layer"], backend.from_host(x), backend.from_host(y))
 
     grads = backend.grad(loss)(
-        {"layer": {k: backend.asarray(v) for k, v in params.items()},
-         "scale": backend.asarray(nested["scale"])})
+        {"layer": {k: backend.from_host(v) for k, v in params.items()},
+         "scale": backend.from_host(nested["scale"])})
     residual = x @ params["w"] + params["b"] - y
     n, scale = len(y), 1.5
     tol = tolerance(backend)
@@ -307,9 +307,9 @@ def test_gradient_of_nested_dict_params(backend: Backend) -> None:
 
 def test_argnums_tuple_returns_a_tuple_in_argument_order(backend: Backend) -> None:
     x, y, params = _regression(2)
-    p = {k: backend.asarray(v) for k, v in params.items()}
-    grad_p, grad_x = backend.grad(lambda pp, xx: _mse(backend, pp, xx, backend.asarray(y)),
-                                  argnums=(0, 1))(p, backend.asarray(x))
+    p = {k: backend.from_host(v) for k, v in params.items()}
+    grad_p, grad_x = backend.grad(lambda pp, xx: _mse(backend, pp, xx, backend.from_host(y)),
+                                  argnums=(0, 1))(p, backend.from_host(x))
     residual = x @ params["w"] + params["b"] - y
     tol = tolerance(backend)
     # d/dX of mean(r^2) is 2/n r w^T (an outer product), independent of the dict's gradient.
@@ -317,18 +317,18 @@ def test_argnums_tuple_returns_a_tuple_in_argument_order(backend: Backend) -> No
                                2 / len(y) * np.outer(residual, params["w"]), rtol=tol, atol=tol)
     np.testing.assert_allclose(np.asarray(backend.to_numpy(grad_p["w"])),
                                2 / len(y) * x.T @ residual, rtol=tol, atol=tol)
-    only_x = backend.grad(lambda pp, xx: _mse(backend, pp, xx, backend.asarray(y)),
-                          argnums=1)(p, backend.asarray(x))
+    only_x = backend.grad(lambda pp, xx: _mse(backend, pp, xx, backend.from_host(y)),
+                          argnums=1)(p, backend.from_host(x))
     np.testing.assert_allclose(np.asarray(backend.to_numpy(only_x)),
                                np.asarray(backend.to_numpy(grad_x)), rtol=tol, atol=tol)
 
 
 def test_value_and_grad_value_is_the_function_value(backend: Backend) -> None:
     x, y, params = _regression(3)
-    p = {k: backend.asarray(v) for k, v in params.items()}
+    p = {k: backend.from_host(v) for k, v in params.items()}
 
     def loss(pp: dict[str, Array]) -> Array:
-        return _mse(backend, pp, backend.asarray(x), backend.asarray(y))
+        return _mse(backend, pp, backend.from_host(x), backend.from_host(y))
 
     value, grads = backend.value_and_grad(loss)(p)
     with backend.scope():  # a plain call: its operators keep the backend's precision there
@@ -347,7 +347,7 @@ def test_value_and_grad_value_is_the_function_value(backend: Backend) -> None:
 
 def test_gradient_leaves_the_inputs_unchanged(backend: Backend) -> None:
     values = np.array([0.5, -1.0, 2.0])
-    x = backend.asarray(values)
+    x = backend.from_host(values)
     backend.grad(lambda v: backend.sum(v * v))(x)
     backend.grad(lambda v: backend.sum(v * v))(x)  # twice: no gradient accumulates anywhere
     second = backend.grad(lambda v: backend.sum(v * v))(x)
@@ -372,12 +372,12 @@ def test_ties_send_the_gradient_to_the_first_argument(backend: Backend, op: str,
     # Elements 0 and 2 tie: the whole gradient goes to x (the first argument), none to y.
     fn = getattr(backend, op)
     grad_x, grad_y = backend.grad(lambda a, b: backend.sum(fn(a, b)), argnums=(0, 1))(
-        backend.asarray(TIE_X), backend.asarray(TIE_Y))
+        backend.from_host(TIE_X), backend.from_host(TIE_Y))
     np.testing.assert_array_equal(np.asarray(backend.to_numpy(grad_x)), expected_x)
     np.testing.assert_array_equal(np.asarray(backend.to_numpy(grad_y)), expected_y)
     # Swapping the arguments swaps who gets the ties: still the first one.
     grad_y2, grad_x2 = backend.grad(lambda b, a: backend.sum(fn(b, a)), argnums=(0, 1))(
-        backend.asarray(TIE_Y), backend.asarray(TIE_X))
+        backend.from_host(TIE_Y), backend.from_host(TIE_X))
     ties = np.array([1.0, 0.0, 1.0, 0.0])
     np.testing.assert_array_equal(np.asarray(backend.to_numpy(grad_y2)),
                                   np.asarray(expected_y) + ties)
@@ -390,12 +390,12 @@ def test_ties_send_the_gradient_to_the_first_argument(backend: Backend, op: str,
 def test_ties_with_a_scalar_go_to_the_array(backend: Backend, op: str,
                                             expected: list[float]) -> None:
     grad = backend.grad(lambda a: backend.sum(getattr(backend, op)(a, 0.0)))(
-        backend.asarray([0.0, -1.0, 2.0]))
+        backend.from_host([0.0, -1.0, 2.0]))
     np.testing.assert_array_equal(np.asarray(backend.to_numpy(grad)), expected)
 
 
 def test_clip_gradient_is_one_inside_and_zero_outside(backend: Backend) -> None:
-    x = backend.asarray([-3.0, -0.5, 0.0, 0.9, 1.5])
+    x = backend.from_host([-3.0, -0.5, 0.0, 0.9, 1.5])
     grad = backend.grad(lambda v: backend.sum(backend.clip(v, -1.0, 1.0)))(x)
     np.testing.assert_array_equal(np.asarray(backend.to_numpy(grad)), [0.0, 1.0, 1.0, 1.0, 0.0])
     unbounded = backend.grad(lambda v: backend.sum(backend.clip(v)))(x)
@@ -409,7 +409,7 @@ def test_clip_gradient_is_one_inside_and_zero_outside(backend: Backend) -> None:
 def test_non_scalar_output_is_invalid_argument(backend: Backend, transform: str) -> None:
     differentiate = getattr(backend, transform)(lambda v: v * 2.0)
     with pytest.raises(gb.InvalidArgument) as info:
-        differentiate(backend.asarray([1.0, 2.0, 3.0]))
+        differentiate(backend.from_host([1.0, 2.0, 3.0]))
     assert "(3,)" in str(info.value)
 
 
@@ -427,7 +427,7 @@ def test_argnums_out_of_range_is_invalid_argument(backend: Backend) -> None:
 LEAVING = {
     "float": lambda be, a: float(a) * a,
     "returns_a_python_number": lambda be, a: float(a) * 2.0,
-    "to_numpy": lambda be, a: be.sum(be.asarray(be.to_numpy(a))) * a,
+    "to_numpy": lambda be, a: be.sum(be.from_host(be.to_numpy(a))) * a,
     "np_asarray": lambda be, a: float(np.asarray(a)) * a,
 }
 # Concrete under JAX's eager grad (JAX gives the primal's value, not an error): NumPy and torch
@@ -446,7 +446,7 @@ def test_leaving_the_graph_is_not_differentiable(backend: Backend, case: str,
         request.applymarker(pytest.mark.xfail(
             strict=True, reason="JAX's eager grad computes item()/bool() on the primal value"))
     with pytest.raises(gb.NotDifferentiable, match=r"inside grad|returned a Python"):
-        backend.grad(lambda a: fn(backend, a))(backend.asarray(1.5))
+        backend.grad(lambda a: fn(backend, a))(backend.from_host(1.5))
 
 
 @pytest.mark.parametrize("case", [*LEAVING, *LEAVING_EXCEPT_JAX])
@@ -454,7 +454,7 @@ def test_leaving_the_graph_under_jit_is_not_differentiable(backend: Backend, cas
     fn = {**LEAVING, **LEAVING_EXCEPT_JAX}[case]
     step = backend.jit(backend.grad(lambda a: fn(backend, a)))
     with pytest.raises(gb.NotDifferentiable):
-        step(backend.asarray(1.5))
+        step(backend.from_host(1.5))
 
 
 def test_later_calls_are_checked_where_the_check_is_free(backend: Backend) -> None:
@@ -463,19 +463,19 @@ def test_later_calls_are_checked_where_the_check_is_free(backend: Backend) -> No
     gradient = backend.grad(lambda a: float(a) * a)
     for _ in range(1 if backend.name == "torch" else 3):
         with pytest.raises(gb.NotDifferentiable):
-            gradient(backend.asarray(1.5))
+            gradient(backend.from_host(1.5))
 
 
 def test_unused_inputs_and_constant_outputs_still_get_zero_gradients(backend: Backend) -> None:
     """Not leaving the graph: the output does not depend on b, or on anything."""
-    a, b = backend.asarray(1.5), backend.asarray(-2.0)
+    a, b = backend.from_host(1.5), backend.from_host(-2.0)
     ga, gb_ = backend.grad(lambda u, v: u * u, argnums=(0, 1))(a, b)
     assert float(backend.to_numpy(ga)) == 3.0 and float(backend.to_numpy(gb_)) == 0.0
-    constant = backend.grad(lambda u: backend.sum(backend.asarray([1.0, 2.0])))(a)
+    constant = backend.grad(lambda u: backend.sum(backend.from_host([1.0, 2.0])))(a)
     assert float(backend.to_numpy(constant)) == 0.0
 
 
 def test_branching_on_a_comparison_is_allowed(backend: Backend) -> None:
     """``if a > 0`` does not leave the graph: the comparison is a constant, a is not."""
     gradient = backend.grad(lambda a: a * 3.0 if backend.to_numpy(a > 0) else -a)
-    assert float(backend.to_numpy(gradient(backend.asarray(2.0)))) == 3.0
+    assert float(backend.to_numpy(gradient(backend.from_host(2.0)))) == 3.0

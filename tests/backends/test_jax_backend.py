@@ -40,13 +40,13 @@ BACKEND = JaxBackend
 
 def test_float64_results_have_float64_precision(be64: JaxBackend) -> None:
     # 1e-10 is below float32's resolution at 1 (~6e-8), so a truncated computation returns 0.
-    one, tiny = be64.asarray(1.0), be64.asarray(1e-10)
+    one, tiny = be64.from_host(1.0), be64.from_host(1e-10)
     assert float(be64.subtract(be64.add(one, tiny), one)) == pytest.approx(1e-10, rel=1e-6)
 
 
 def test_float64_transforms_compute_in_float64_when_called_later(be64: JaxBackend) -> None:
     """grad/jit build their functions now but trace them at the call: the call is scoped too."""
-    x = be64.asarray([1.0 + 1e-10, 2.0])
+    x = be64.from_host([1.0 + 1e-10, 2.0])
     gradient = be64.grad(lambda v: be64.sum(v * v * v))
     compiled = be64.jit(lambda v: v * 3.0 - 3.0)
     g, y = gradient(x), compiled(x)
@@ -57,7 +57,7 @@ def test_float64_transforms_compute_in_float64_when_called_later(be64: JaxBacken
 
 
 def test_float64_scan_runs_in_float64(be64: JaxBackend) -> None:
-    carry, ys = be64.scan(lambda c: (c + 1e-10, c), be64.asarray(1.0), 4)
+    carry, ys = be64.scan(lambda c: (c + 1e-10, c), be64.from_host(1.0), 4)
     assert carry.dtype == jnp.float64 and ys.dtype == jnp.float64
     assert float(carry) - 1.0 == pytest.approx(4e-10, rel=1e-5)
 
@@ -84,7 +84,7 @@ def test_ties_send_the_whole_gradient_to_the_first_argument(be32: JaxBackend, op
                                                             expected_first: list[float]) -> None:
     # a = [1, 2, 3] against b = [1, 3, 2]: a tie, b larger, a larger. Closed form: the
     # derivative of the selected element is 1, of the other 0, and a tie selects a.
-    a, b = be32.asarray([1.0, 2.0, 3.0]), be32.asarray([1.0, 3.0, 2.0])
+    a, b = be32.from_host([1.0, 2.0, 3.0]), be32.from_host([1.0, 3.0, 2.0])
     ga, gb_ = be32.grad(lambda u, v: be32.sum(getattr(be32, op)(u, v)), argnums=(0, 1))(a, b)
     np.testing.assert_array_equal(np.asarray(ga), expected_first)
     np.testing.assert_array_equal(np.asarray(gb_), 1.0 - np.asarray(expected_first))
@@ -96,27 +96,27 @@ def test_ties_send_the_whole_gradient_to_the_first_argument(be32: JaxBackend, op
 def test_maximum_minimum_propagate_nan_like_numpy(be32: JaxBackend, op: str) -> None:
     a = np.array([np.nan, 1.0, np.nan, 2.0])
     b = np.array([1.0, np.nan, np.nan, 1.0])
-    got = be32.to_numpy(getattr(be32, op)(be32.asarray(a), be32.asarray(b)))
+    got = be32.to_numpy(getattr(be32, op)(be32.from_host(a), be32.from_host(b)))
     np.testing.assert_array_equal(got, getattr(np, op)(a, b).astype(np.float32))
 
 
 def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: JaxBackend) -> None:
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
-    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.asarray(x))
+    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.from_host(x))
     np.testing.assert_array_equal(np.asarray(g), ((x >= 0.0) & (x <= 1.0)).astype(np.float32))
-    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, max=1.0)))(be32.asarray(x))
+    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, max=1.0)))(be32.from_host(x))
     np.testing.assert_array_equal(np.asarray(one_sided), (x <= 1.0).astype(np.float32))
 
 
 def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     """Documented, not forced: JAX gives each of k tied maxima 1/k."""
-    g = be32.grad(lambda v: be32.max(v))(be32.asarray([1.0, 3.0, 3.0, 2.0]))
+    g = be32.grad(lambda v: be32.max(v))(be32.from_host([1.0, 3.0, 3.0, 2.0]))
     np.testing.assert_array_equal(np.asarray(g), [0.0, 0.5, 0.5, 0.0])
 
 
 def test_abs_derivative_at_zero_is_jaxs_own(be32: JaxBackend) -> None:
     """Documented, not forced: jnp.abs is bound directly and its derivative at 0 is 1."""
-    assert float(be32.grad(lambda v: be32.sum(be32.abs(v)))(be32.asarray([0.0]))[0]) == 1.0
+    assert float(be32.grad(lambda v: be32.sum(be32.abs(v)))(be32.from_host([0.0]))[0]) == 1.0
 
 
 # ----------------------------------------------------------------------------- devices
@@ -161,7 +161,7 @@ def test_cuda_on_a_cpu_only_machine_names_the_devices_that_exist() -> None:
 def test_gpu_round_trip(dtype: str) -> None:
     be = JaxBackend(device="cuda:0", dtype=dtype)
     host = np.random.default_rng(1).standard_normal((5, 3))
-    x = be.asarray(host)
+    x = be.from_host(host)
     assert x.devices() == {jax.devices("gpu")[0]}
     y = be.jit(lambda v: be.sum(v * v, axis=0))(x)
     assert y.devices() == {jax.devices("gpu")[0]}
@@ -173,15 +173,15 @@ def test_gpu_round_trip(dtype: str) -> None:
 
 
 def test_asarray_commits_to_the_device_and_keeps_integers(be32: JaxBackend) -> None:
-    x = be32.asarray(np.array([0.1, 0.2]))  # float64 host data -> float32
+    x = be32.from_host(np.array([0.1, 0.2]))  # float64 host data -> float32
     assert x.dtype == jnp.float32 and x.committed
-    assert be32.asarray(np.arange(3)).dtype == jnp.int64  # integers keep their dtype (x64 on)
-    assert be32.asarray([True, False]).dtype == jnp.bool_
+    assert be32.from_host(np.arange(3)).dtype == jnp.int64  # integers keep their dtype (x64 on)
+    assert be32.from_host([True, False]).dtype == jnp.bool_
     assert JaxBackend(dtype="float64").asarray(np.arange(3)).dtype == jnp.int64
 
 
 def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
-    x = be32.asarray([1.0, 2.0])
+    x = be32.from_host([1.0, 2.0])
     out = be32.to_numpy(x)
     out[0] = 5.0  # JAX hands out read-only views; ours can be written without touching x
     assert float(x[0]) == 1.0
@@ -190,14 +190,14 @@ def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
 def test_reductions_take_keepdims_by_position(be32: JaxBackend) -> None:
     """jnp.sum's third parameter is dtype: ours is keepdims, as in the protocol."""
     x = np.arange(6.0).reshape(2, 3)
-    got = be32.sum(be32.asarray(x), 1, True)
+    got = be32.sum(be32.from_host(x), 1, True)
     np.testing.assert_array_equal(be32.to_numpy(got), x.sum(axis=1, keepdims=True))
 
 
 def test_value_and_grad_inside_jit(be32: JaxBackend) -> None:
     x = np.array([0.5, -1.0, 2.0])
     step = be32.jit(be32.value_and_grad(lambda v, c: c * be32.sum(v * v), argnums=(0, 1)))
-    value, (gv, gc) = step(be32.asarray(x), be32.asarray(3.0))
+    value, (gv, gc) = step(be32.from_host(x), be32.from_host(3.0))
     # closed forms: f = c |v|^2, df/dv = 2 c v, df/dc = |v|^2; float32 rounding, 1e-6
     np.testing.assert_allclose(float(value), 3 * np.sum(x**2), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(gv), 6 * x, rtol=1e-6)
@@ -205,7 +205,7 @@ def test_value_and_grad_inside_jit(be32: JaxBackend) -> None:
 
 
 def test_value_and_grad_checks_output_and_argnums(be32: JaxBackend) -> None:
-    x = be32.asarray([1.0, 2.0])
+    x = be32.from_host([1.0, 2.0])
     with pytest.raises(InvalidArgument, match=r"shape \(2,\)"):
         be32.value_and_grad(lambda v: v * 2.0)(x)
     with pytest.raises(InvalidArgument, match="argnums"):

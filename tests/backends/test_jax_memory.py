@@ -44,7 +44,7 @@ def test_asarray_never_aliases_the_callers_array(be32: JaxBackend, layout: str) 
     host = {"aligned": base, "default": base, "strided": base[::2],
             "fortran": np.asfortranarray(base.reshape(64, 64))}[layout]
     expected = host.copy()
-    array = be32.asarray(host)
+    array = be32.from_host(host)
     host[...] = -1.0
     np.testing.assert_array_equal(be32.to_numpy(array), expected)
     assert array.dtype == jnp.float32 and array.shape == expected.shape
@@ -53,7 +53,7 @@ def test_asarray_never_aliases_the_callers_array(be32: JaxBackend, layout: str) 
 def test_asarray_float64_never_aliases_either(be64: JaxBackend) -> None:
     host = _aligned(1024, np.float64)
     host[:] = 1 + 1e-10  # not representable in float32
-    array = be64.asarray(host)
+    array = be64.from_host(host)
     host[:] = 0.0
     assert array.dtype == jnp.float64
     np.testing.assert_array_equal(be64.to_numpy(array), np.full(1024, 1 + 1e-10))
@@ -63,7 +63,7 @@ def test_asarray_float64_never_aliases_either(be64: JaxBackend) -> None:
 def test_asarray_matches_jnp_asarray(be32: JaxBackend, shape: tuple[int, ...]) -> None:
     """Same values, dtype, shape, weak type and committed device as jnp.asarray's result."""
     host = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
-    ours = be32.asarray(host)
+    ours = be32.from_host(host)
     theirs = jnp.asarray(host, dtype=jnp.float32, device=jax.devices("cpu")[0])
     assert (ours.dtype, ours.shape, ours.weak_type) == (theirs.dtype, theirs.shape,
                                                         theirs.weak_type)
@@ -73,9 +73,9 @@ def test_asarray_matches_jnp_asarray(be32: JaxBackend, shape: tuple[int, ...]) -
 
 def test_asarray_other_dtypes_take_jnp_asarray(be32: JaxBackend) -> None:
     """Conversions (float64 -> float32, integers) are left to jnp.asarray, as before."""
-    assert be32.asarray(np.array([1.5, 2.5])).dtype == jnp.float32
-    assert be32.asarray(np.array([1, 2], dtype=np.int64)).dtype == jnp.int64  # x64 is on
-    assert be32.asarray([True, False]).dtype == jnp.bool_
+    assert be32.from_host(np.array([1.5, 2.5])).dtype == jnp.float32
+    assert be32.from_host(np.array([1, 2], dtype=np.int64)).dtype == jnp.int64  # x64 is on
+    assert be32.from_host([True, False]).dtype == jnp.bool_
 
 
 # ------------------------------------------------------------------------- value_and_grad
@@ -118,12 +118,12 @@ def test_rematerialized_gradients_equal_the_plain_ones(be32: JaxBackend) -> None
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1000).astype(np.float32)
     y = (3 * x + 2 + 0.5 * rng.standard_normal(1000)).astype(np.float32)
-    p = {"w": be32.asarray(0.3), "b": be32.asarray(-0.2)}
+    p = {"w": be32.from_host(0.3), "b": be32.from_host(-0.2)}
     step = _step(be32)
-    plain = step(p, be32.asarray(x), be32.asarray(y))
+    plain = step(p, be32.from_host(x), be32.from_host(y))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jax_backend, "REMAT_MIN_BYTES", 0)
-        remat = _step(be32)(p, be32.asarray(x), be32.asarray(y))
+        remat = _step(be32)(p, be32.from_host(x), be32.from_host(y))
     # float32 sums of 1000 terms, fused differently: 1e-6 relative
     np.testing.assert_allclose(float(remat[1]), float(plain[1]), rtol=1e-6)
     for name in ("w", "b"):
@@ -139,9 +139,9 @@ def test_rematerialized_path_keeps_argnums_and_python_arguments(be32: JaxBackend
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jax_backend, "REMAT_MIN_BYTES", 0)
         both = be32.jit(lambda v, c: be32.value_and_grad(loss, argnums=(0, 1))(v, c, True))
-        value, (gv, gc) = both(be32.asarray(x), be32.asarray(3.0))
+        value, (gv, gc) = both(be32.from_host(x), be32.from_host(3.0))
         one = be32.jit(lambda v, c: be32.value_and_grad(loss)(v, c, squared=False))
-        value1, g1 = one(be32.asarray(x), be32.asarray(3.0))
+        value1, g1 = one(be32.from_host(x), be32.from_host(3.0))
     np.testing.assert_allclose(float(value), 3 * np.sum(x**2), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(gv), 6 * x, rtol=1e-6)
     np.testing.assert_allclose(float(gc), np.sum(x**2), rtol=1e-6)

@@ -34,16 +34,16 @@ be32 = gb.get_backend("jax", dtype="float32")
 rng = np.random.default_rng(0)
 xn, yn = rng.standard_normal(64), rng.standard_normal(64)
 A, B = rng.standard_normal((5, 7)), rng.standard_normal((7, 3))
-x, y, w, b = be.asarray(xn), be.asarray(yn), be.asarray(0.3), be.asarray(0.1)
+x, y, w, b = be.from_host(xn), be.from_host(yn), be.from_host(0.3), be.from_host(0.1)
 r, rn = w * x + b - y, 0.3 * xn + 0.1 - yn
 errors = {
     "mean_of_operators": (be.mean((w * x + b - y) ** 2), np.mean(rn ** 2)),
     "scalar_times_mean": (0.5 * be.mean(r ** 2), 0.5 * np.mean(rn ** 2)),
     "matmul_operator": ((r @ r) / 64, rn @ rn / 64),
-    "matrix_product": (be.asarray(A) @ be.asarray(B) * 2.0, A @ B * 2.0),
+    "matrix_product": (be.from_host(A) @ be.from_host(B) * 2.0, A @ B * 2.0),
     "plain_jnp": (jnp.sum(jnp.sin(x) * 1e-3), np.sum(np.sin(xn) * 1e-3)),
 }
-p, pn = {"w": be.asarray(0.0), "b": be.asarray(0.0)}, {"w": 0.0, "b": 0.0}
+p, pn = {"w": be.from_host(0.0), "b": be.from_host(0.0)}, {"w": 0.0, "b": 0.0}
 step = be.value_and_grad(lambda q: be.mean((q["w"] * x + q["b"] - y) ** 2))
 for _ in range(20):   # a plain update loop outside any gradbridge call
     _, g = step(p)
@@ -57,7 +57,7 @@ out = {"before": before, "after": bool(jax.config.jax_enable_x64),
                   for k, v in errors.items()},
        "logged": [rec.getMessage() for rec in records]}
 gb.get_backend("jax", dtype="float64")   # a second backend announces nothing more
-x32 = be32.asarray(xn)
+x32 = be32.from_host(xn)
 f32 = {"operators": x32 * 2.0 + 1.0, "mean": be32.mean(x32 ** 2), "matmul": x32 @ x32,
        "zeros": be32.zeros(3), "full": be32.full(2, 0.5),
        "grad": be32.grad(lambda v: be32.sum(v * v))(x32),
@@ -77,11 +77,11 @@ records = []
 handler = logging.Handler(); handler.emit = records.append
 logging.getLogger("gradbridge").addHandler(handler)
 be = gb.get_backend("jax", dtype="float64")
-one, tiny = be.asarray(1.0), be.asarray(1e-10)
+one, tiny = be.from_host(1.0), be.from_host(1e-10)
 inside = float(be.subtract(be.add(one, tiny), one))
-g = be.grad(lambda v: be.sum(v * v * v))(be.asarray([1.0 + 1e-10, 2.0]))
+g = be.grad(lambda v: be.sum(v * v * v))(be.from_host([1.0 + 1e-10, 2.0]))
 with gb.use_backend("jax", dtype="float64"):
-    in_block = str((be.asarray([1.0]) * 2.0).dtype)
+    in_block = str((be.from_host([1.0]) * 2.0).dtype)
 print(json.dumps({"flag": bool(jax.config.jax_enable_x64), "inside": inside,
                   "grad_dtype": str(g.dtype), "in_block": in_block,
                   "default_after": str(jnp.ones(1).dtype),

@@ -255,7 +255,7 @@ def test_mean_squared_error_residual_reuse_is_invisible() -> None:
 
 
 def test_mean_squared_error_keeps_float32() -> None:
-    p, t = be32.asarray(normal(100)), be32.asarray(normal(100, seed=1))
+    p, t = be32.from_host(normal(100)), be32.from_host(normal(100, seed=1))
     value, grad = be32.value_and_grad(be32.mean_squared_error)(p, t)
     assert value.dtype == np.float32 and grad.dtype == np.float32
     reference = np.mean((p.astype(np.float64) - t) ** 2)
@@ -474,7 +474,7 @@ def test_outside_grad_results_are_plain_numpy_arrays() -> None:
 
 
 def test_float32_stays_float32() -> None:
-    x = be32.asarray(normal(2, 3))
+    x = be32.from_host(normal(2, 3))
     assert x.dtype == np.float32
     for result in [x * 2.0, be32.exp(x), be32.sum(x), be32.mean(x, axis=0), x @ x.T,
                    be32.logsumexp(x, axis=1), be32.maximum(x, 0.0), be32.clip(x, -1.0, 1.0),
@@ -490,11 +490,11 @@ def test_float32_stays_float32() -> None:
 
 
 def test_asarray_casts_floats_and_keeps_integers() -> None:
-    assert be32.asarray([1.0, 2.0]).dtype == np.float32
-    assert be32.asarray(np.arange(3)).dtype == np.arange(3).dtype
-    assert be32.asarray(np.array([True])).dtype == np.bool_
-    x = be.asarray(normal(3))
-    assert be.asarray(x) is x  # already right: no copy
+    assert be32.from_host([1.0, 2.0]).dtype == np.float32
+    assert be32.from_host(np.arange(3)).dtype == np.arange(3).dtype
+    assert be32.from_host(np.array([True])).dtype == np.bool_
+    x = be.from_host(normal(3))
+    assert be.from_host(x) is x  # already right: no copy
 
 
 def test_identity_devices_and_version() -> None:

@@ -44,7 +44,8 @@ def test_no_graph_outlives_value_and_grad(be32: TorchBackend) -> None:
         intermediates.append(weakref.ref(hidden))
         return be32.sum(hidden * hidden)
 
-    value, grads = be32.value_and_grad(loss)(be32.asarray([0.5, -1.0]), be32.asarray([2.0, 3.0]))
+    value, grads = be32.value_and_grad(loss)(be32.from_host([0.5, -1.0]),
+                                             be32.from_host([2.0, 3.0]))
     gc.collect()
     assert intermediates[0]() is None  # nothing holds the forward pass's tensors
     assert value.grad_fn is None and not value.requires_grad
@@ -67,22 +68,22 @@ def test_gradient_of_a_gradient(be64: TorchBackend) -> None:
     x = np.array([0.5, 2.0, -1.5])
     second = be64.grad(lambda v: be64.sum(be64.grad(lambda u: be64.sum(u * u * u))(v)))
     # d/dx sum(3 x^2) = 6 x: closed form, float64 rounding only (1e-14 relative)
-    np.testing.assert_allclose(second(be64.asarray(x)).numpy(), 6 * x, rtol=1e-14)
+    np.testing.assert_allclose(second(be64.from_host(x)).numpy(), 6 * x, rtol=1e-14)
 
 
 def test_unused_and_constant_inputs_get_zero_gradients(be32: TorchBackend) -> None:
-    x, y = be32.asarray([1.0, 2.0]), be32.asarray(3.0)
+    x, y = be32.from_host([1.0, 2.0]), be32.from_host(3.0)
     _, (gx, gy) = be32.value_and_grad(lambda a, b: be32.sum(a * a), argnums=(0, 1))(x, y)
     np.testing.assert_array_equal(gx.numpy(), [2.0, 4.0])  # 2 a, exact
     np.testing.assert_array_equal(gy.numpy(), 0.0)  # b is unused: zero, not None
-    value, g = be32.value_and_grad(lambda a: be32.asarray(7.0))(x)
+    value, g = be32.value_and_grad(lambda a: be32.from_host(7.0))(x)
     assert float(value) == 7.0
     np.testing.assert_array_equal(g.numpy(), [0.0, 0.0])
 
 
 def test_gradients_keep_dict_structure_device_and_dtype(be64: TorchBackend) -> None:
     params = {"w": np.array([1.0, -2.0]), "inner": {"b": 0.5}}
-    x = be64.asarray([3.0, 4.0])
+    x = be64.from_host([3.0, 4.0])
     value, grads = be64.value_and_grad(
         lambda p, v: be64.sum(p["w"] * v) + p["inner"]["b"] ** 2)(params, x)
     # f = w.x + b^2: df/dw = x, df/db = 2 b; exact in float64
@@ -93,7 +94,7 @@ def test_gradients_keep_dict_structure_device_and_dtype(be64: TorchBackend) -> N
 
 
 def test_value_and_grad_checks_output_and_argnums(be32: TorchBackend) -> None:
-    x = be32.asarray([1.0, 2.0])
+    x = be32.from_host([1.0, 2.0])
     with pytest.raises(InvalidArgument, match=r"shape \(2,\)"):
         be32.value_and_grad(lambda v: v * 2.0)(x)
     with pytest.raises(InvalidArgument, match="argnums"):
@@ -104,14 +105,14 @@ def test_value_and_grad_checks_output_and_argnums(be32: TorchBackend) -> None:
 
 def test_value_and_grad_works_under_no_grad(be32: TorchBackend) -> None:
     with torch.no_grad():
-        g = be32.grad(lambda v: be32.sum(v * v))(be32.asarray([1.5]))
+        g = be32.grad(lambda v: be32.sum(v * v))(be32.from_host([1.5]))
     assert float(g[0]) == 3.0  # 2 v, exact
 
 
 def test_argnums_errors_come_at_each_call(be32: TorchBackend) -> None:
     """argnums is worked out once at wrap time, but a bad one still fails at the call, naming
     the number of arguments that call gave, as check_argnums says it."""
-    x = be32.asarray([1.0, 2.0])
+    x = be32.from_host([1.0, 2.0])
     for argnums in ((0, 0), (-1,), ()):
         wrapped = be32.value_and_grad(lambda v: be32.sum(v), argnums=argnums)
         with pytest.raises(InvalidArgument, match="distinct indices of the 1 positional"):
@@ -127,16 +128,16 @@ def test_fused_mean_squared_error_matches_the_formula(be64: TorchBackend) -> Non
     arguments (closed form 2 (p - t) / n), and a second derivative (2 / n) through it."""
     p, t = np.array([0.5, 2.0, -1.0]), np.array([1.0, -1.0, 0.5])
     value, (gp, gt) = be64.value_and_grad(be64.mean_squared_error, argnums=(0, 1))(
-        be64.asarray(p), be64.asarray(t))
+        be64.from_host(p), be64.from_host(t))
     # float64 rounding only: 1e-15 relative
     np.testing.assert_allclose(float(value), np.mean((p - t) ** 2), rtol=1e-15)
     np.testing.assert_allclose(gp.numpy(), 2 * (p - t) / 3, rtol=1e-15)
     np.testing.assert_allclose(gt.numpy(), -2 * (p - t) / 3, rtol=1e-15)
     curvature = be64.grad(lambda v: be64.sum(be64.grad(
-        lambda u: be64.mean_squared_error(u, be64.asarray(t)))(v)))(be64.asarray(p))
+        lambda u: be64.mean_squared_error(u, be64.from_host(t)))(v)))(be64.from_host(p))
     np.testing.assert_allclose(curvature.numpy(), np.full(3, 2 / 3), rtol=1e-15)
     # Shapes that must broadcast take the generic path (mse_loss would warn): (3, 1) - (3,)
-    wide = be64.mean_squared_error(be64.asarray(p[:, None]), be64.asarray(t))
+    wide = be64.mean_squared_error(be64.from_host(p[:, None]), be64.from_host(t))
     np.testing.assert_allclose(float(wide), np.mean((p[:, None] - t) ** 2), rtol=1e-15)
 
 
@@ -147,8 +148,8 @@ def test_fast_gradient_path_equals_torchs_public_functions(dtype: str) -> None:
     (create_graph) included. Guards the private torch entry points across torch upgrades."""
     be = TorchBackend(dtype=dtype)
     rng = np.random.default_rng(0)
-    x, y = be.asarray(rng.standard_normal(50)), be.asarray(rng.standard_normal(50))
-    w0, b0 = be.asarray(0.7), be.asarray(-0.2)
+    x, y = be.from_host(rng.standard_normal(50)), be.from_host(rng.standard_normal(50))
+    w0, b0 = be.from_host(0.7), be.from_host(-0.2)
 
     def objective(p: Any) -> Any:
         return be.mean_squared_error(p["w"] * x + p["b"], y)
@@ -181,10 +182,10 @@ def test_torch_function_modes_see_torchs_public_functions(be32: TorchBackend) ->
             seen.append(func)
             return func(*args, **(kwargs or {}))
 
-    x = be32.asarray([1.0, 2.0, 4.0])
+    x = be32.from_host([1.0, 2.0, 4.0])
     with Recorder():
         value, grad = be32.value_and_grad(lambda w: be32.mean_squared_error(w * x, x))(
-            be32.asarray(2.0))
+            be32.from_host(2.0))
     assert torch.nn.functional.mse_loss in seen and torch.autograd.grad in seen
     assert float(value) == 7.0 and float(grad) == 14.0  # mean(x^2) and 2 mean(x^2), exact
 
@@ -197,13 +198,13 @@ def test_scan_stacks_like_a_list_of_steps(be64: TorchBackend) -> None:
     length = 2 * 1024 + 3  # crosses the blocks in which rows are viewed
     final, ys = be64.scan(lambda c: (c + 1.0, {"twice": 2.0 * c, "none": None,
                                                 "pair": be64.stack([c, -c])}),
-                          be64.asarray(0.0), length)
+                          be64.from_host(0.0), length)
     counts = np.arange(length, dtype=np.float64)
     assert float(final) == length
     np.testing.assert_array_equal(ys["twice"].numpy(), 2.0 * counts)
     np.testing.assert_array_equal(ys["pair"].numpy(), np.stack([counts, -counts], axis=1))
     assert ys["none"] is None
-    _, plain = be64.scan(lambda c: (c + 1.0, c * c), be64.asarray(0.0), length)
+    _, plain = be64.scan(lambda c: (c + 1.0, c * c), be64.from_host(0.0), length)
     np.testing.assert_array_equal(plain.numpy(), counts**2)
     assert plain.dtype == torch.float64
 
@@ -221,7 +222,7 @@ def test_scan_keeps_no_step_output_alive(be32: TorchBackend) -> None:
         outputs.append(weakref.ref(y))
         return c + 1.0, y
 
-    _, ys = be32.scan(step, be32.asarray(0.0), 50)
+    _, ys = be32.scan(step, be32.from_host(0.0), 50)
     assert max(alive) <= 1
     np.testing.assert_array_equal(ys.numpy(), 2.0 * np.arange(50))
 
@@ -234,10 +235,10 @@ def test_gradients_flow_through_scan_outputs(be64: TorchBackend) -> None:
             c = c + 1.0
             return c, (c * a if 2.0 < float(c) < 5.0 else c.detach())
 
-        _, ys = be64.scan(step, be64.asarray(0.0), 6)
+        _, ys = be64.scan(step, be64.from_host(0.0), 6)
         return be64.sum(ys)
 
-    value, gradient = be64.value_and_grad(total)(be64.asarray(2.0))
+    value, gradient = be64.value_and_grad(total)(be64.from_host(2.0))
     assert float(value) == 1 + 2 + 6 + 8 + 5 + 6 and float(gradient) == 7.0
 
 
@@ -284,7 +285,7 @@ def test_ties_send_the_whole_gradient_to_the_first_argument(be32: TorchBackend, 
                                                             expected_first: list[float]) -> None:
     # a = [1, 2, 3] against b = [1, 3, 2]: a tie, b larger, a larger. Closed form: the
     # derivative of the selected element is 1, of the other 0, and a tie selects a.
-    a, b = be32.asarray([1.0, 2.0, 3.0]), be32.asarray([1.0, 3.0, 2.0])
+    a, b = be32.from_host([1.0, 2.0, 3.0]), be32.from_host([1.0, 3.0, 2.0])
     ga, gb_ = be32.grad(lambda u, v: be32.sum(getattr(be32, op)(u, v)), argnums=(0, 1))(a, b)
     np.testing.assert_array_equal(ga.numpy(), expected_first)
     np.testing.assert_array_equal(gb_.numpy(), 1.0 - np.asarray(expected_first))
@@ -298,23 +299,23 @@ def test_ties_send_the_whole_gradient_to_the_first_argument(be32: TorchBackend, 
 def test_maximum_minimum_propagate_nan_like_numpy(be32: TorchBackend, op: str) -> None:
     a = np.array([np.nan, 1.0, np.nan, 2.0])
     b = np.array([1.0, np.nan, np.nan, 1.0])
-    got = be32.to_numpy(getattr(be32, op)(be32.asarray(a), be32.asarray(b)))
+    got = be32.to_numpy(getattr(be32, op)(be32.from_host(a), be32.from_host(b)))
     np.testing.assert_array_equal(got, getattr(np, op)(a, b).astype(np.float32))
 
 
 def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: TorchBackend) -> None:
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
-    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.asarray(x))
+    g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.from_host(x))
     np.testing.assert_array_equal(g.numpy(), ((x >= 0.0) & (x <= 1.0)).astype(np.float32))
-    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, min=0.0)))(be32.asarray(x))
+    one_sided = be32.grad(lambda v: be32.sum(be32.clip(v, min=0.0)))(be32.from_host(x))
     np.testing.assert_array_equal(one_sided.numpy(), (x >= 0.0).astype(np.float32))
-    unbounded = be32.asarray(x)
+    unbounded = be32.from_host(x)
     assert be32.clip(unbounded) is unbounded  # torch.clamp would refuse two missing bounds
 
 
 def test_max_reduction_shares_the_gradient_among_ties(be32: TorchBackend) -> None:
     """Documented, not forced: torch.amax gives each of k tied maxima 1/k (as JAX does)."""
-    g = be32.grad(lambda v: be32.max(v))(be32.asarray([1.0, 3.0, 3.0, 2.0]))
+    g = be32.grad(lambda v: be32.max(v))(be32.from_host([1.0, 3.0, 3.0, 2.0]))
     np.testing.assert_array_equal(g.numpy(), [0.0, 0.5, 0.5, 0.0])
 
 
@@ -351,7 +352,7 @@ def test_gpu_round_trip(dtype: str, tf32_flags: Any) -> None:
     be = TorchBackend(device="cuda:0", dtype=dtype, parity=True)
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     host = np.random.default_rng(1).standard_normal((5, 3))
-    x = be.asarray(host)
+    x = be.from_host(host)
     assert x.device == torch.device("cuda", 0)
     value, grads = be.value_and_grad(lambda v: be.sum(v @ be.matrix_transpose(v)))(x)
     be.synchronize()
@@ -377,15 +378,15 @@ def test_synchronize_is_a_no_op_on_cpu(be32: TorchBackend, monkeypatch: pytest.M
 
 def test_asarray_keeps_python_floats_exact_in_float64(be64: TorchBackend) -> None:
     """torch.as_tensor([0.1]) would round through float32; ours goes through float64."""
-    assert float(be64.asarray([0.1])[0]) == 0.1
+    assert float(be64.from_host([0.1])[0]) == 0.1
 
 
 def test_asarray_dtypes_and_reversed_memory(be32: TorchBackend) -> None:
-    assert be32.asarray(np.array([0.1, 0.2])).dtype == torch.float32
-    assert be32.asarray(np.arange(3)).dtype == torch.int64  # integers keep their dtype
-    assert be32.asarray([True, False]).dtype == torch.bool
+    assert be32.from_host(np.array([0.1, 0.2])).dtype == torch.float32
+    assert be32.from_host(np.arange(3)).dtype == torch.int64  # integers keep their dtype
+    assert be32.from_host([True, False]).dtype == torch.bool
     reversed_view = np.arange(4.0)[::-1]  # negative strides, which torch cannot view
-    np.testing.assert_array_equal(be32.to_numpy(be32.asarray(reversed_view)), [3, 2, 1, 0])
+    np.testing.assert_array_equal(be32.to_numpy(be32.from_host(reversed_view)), [3, 2, 1, 0])
 
 
 def test_to_numpy_copies_and_detaches(be32: TorchBackend) -> None:
@@ -403,7 +404,7 @@ def test_shapes_given_as_a_bare_int(be32: TorchBackend) -> None:
 def test_logsumexp_over_all_axes(be64: TorchBackend) -> None:
     """torch.logsumexp has no dim=None; the backend supplies every axis."""
     x = np.random.default_rng(2).standard_normal((2, 3))
-    got = be64.logsumexp(be64.asarray(x), keepdims=True)
+    got = be64.logsumexp(be64.from_host(x), keepdims=True)
     assert got.shape == (1, 1)
     np.testing.assert_allclose(got.numpy(), np.log(np.sum(np.exp(x))), rtol=1e-12)  # float64
 

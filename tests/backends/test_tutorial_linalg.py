@@ -23,7 +23,7 @@ def rtol(be: Backend) -> float:
 
 
 def test_dot_product_of_the_tutorial_vectors(backend: Backend) -> None:
-    out = backend.dot(backend.asarray(FEATURES), backend.asarray(WEIGHTS))
+    out = backend.dot(backend.from_host(FEATURES), backend.from_host(WEIGHTS))
     got = np.asarray(backend.to_numpy(out))
     assert got.shape == ()
     assert str(got.dtype) == backend.dtype
@@ -33,7 +33,7 @@ def test_dot_product_of_the_tutorial_vectors(backend: Backend) -> None:
 
 
 def test_dataset_times_weights(backend: Backend) -> None:
-    dataset, weights = backend.asarray(DATASET), backend.asarray(WEIGHTS)
+    dataset, weights = backend.from_host(DATASET), backend.from_host(WEIGHTS)
     expected = [sum(x * w for x, w in zip(row, WEIGHTS, strict=True)) for row in DATASET]
     np.testing.assert_allclose(expected, [1.7, 4.7, 7.7], rtol=1e-12)  # the tutorial's numbers
     with backend.scope():  # plain operators keep the backend's precision (JAX float64)
@@ -49,6 +49,6 @@ def test_dataset_times_weights(backend: Backend) -> None:
 @pytest.mark.parametrize("rows", [DATASET, DATASET[:2]], ids=["3x3", "2x3"])
 def test_transpose(backend: Backend, rows: list[list[float]]) -> None:
     reference = np.asarray(rows).T
-    got = np.asarray(backend.to_numpy(backend.matrix_transpose(backend.asarray(rows))))
+    got = np.asarray(backend.to_numpy(backend.matrix_transpose(backend.from_host(rows))))
     assert got.shape == reference.shape  # (3, 3) -> (3, 3); (2, 3) -> (3, 2)
     np.testing.assert_array_equal(got, reference)  # moving numbers: exact in any dtype

@@ -40,7 +40,7 @@ def test_public_names_resolve_without_frameworks() -> None:
 def test_numpy_backend_loads_no_other_framework() -> None:
     code = ("import gradbridge as gb\n"
             "be = gb.get_backend('numpy', dtype='float64')\n"
-            "assert float(be.to_numpy(be.dot(be.asarray([1.0, 2.0]), be.asarray([3.0, 4.0])))) "
+            "assert float(be.to_numpy(be.dot(be.from_host([1.0, 2.0]), be.from_host([3.0, 4.0])))) "
             "== 11.0")
     assert _heavy_modules_after(code) == set()
 

@@ -40,7 +40,7 @@ def numerical_grad(f: Callable[[dict], float], params: dict, h: float = 1e-6) ->
 
 def check_gradient(be: Backend, objective: Callable, params: dict, *args: np.ndarray) -> None:
     """be.grad of ``objective(params, *args)`` equals central finite differences."""
-    on_backend = [be.asarray(a) for a in args]
+    on_backend = [be.from_host(a) for a in args]
     value = be.jit(objective)
     gradient = be.jit(be.grad(objective))
 
@@ -94,7 +94,7 @@ def test_bce_gradient_at_zero_logits_is_half_minus_label(backend64: Backend) -> 
     target = np.array([0.0, 1.0, 1.0, 0.0])
     grad = backend64.jit(backend64.grad(
         lambda z, t: losses.binary_cross_entropy(backend64, z, t)))
-    got = backend64.to_numpy(grad(backend64.asarray(np.zeros(4)), backend64.asarray(target)))
+    got = backend64.to_numpy(grad(backend64.from_host(np.zeros(4)), backend64.from_host(target)))
     np.testing.assert_allclose(got, (0.5 - target) / 4, rtol=1e-12)
 
 
@@ -173,9 +173,9 @@ def test_mlp_shapes_and_validation() -> None:
 def be_call(be: Backend, loss: Callable, *arrays: np.ndarray) -> float:
     """A loss evaluated on ``be`` (through jit), returned as a host float."""
     fn = be.jit(lambda *a: loss(be, *a))
-    return float(be.to_numpy(fn(*[be.asarray(a) for a in arrays])))
+    return float(be.to_numpy(fn(*[be.from_host(a) for a in arrays])))
 
 
 def be_model(be: Backend, model: Callable, params: dict, x: np.ndarray) -> np.ndarray:
     fn = be.jit(lambda p, xs: model(be, p, xs))
-    return np.asarray(be.to_numpy(fn(tree.to_backend(be, params), be.asarray(x))))
+    return np.asarray(be.to_numpy(fn(tree.to_backend(be, params), be.from_host(x))))

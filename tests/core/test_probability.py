@@ -43,7 +43,7 @@ def test_tutorial_medical_test(backend: Backend) -> None:
 def test_vectorized_over_priors_and_inputs(backend: Backend) -> None:
     priors = np.linspace(0.0, 1.0, 11)
     expected = np.array([bayes_reference(p, 0.95, 0.05) for p in priors])
-    for given in (priors, list(priors), backend.asarray(priors)):
+    for given in (priors, list(priors), backend.from_host(priors)):
         got = host(backend, pr.posterior(backend, given, 0.95, 0.05))
         # tolerance(be): float64 agrees to rounding, float32 to ~1e-5 relative (short op chain).
         np.testing.assert_allclose(got, expected, rtol=tolerance(backend), atol=1e-7)

@@ -134,7 +134,7 @@ def test_mlp_reference_is_the_same_function_as_models_mlp() -> None:
     be = gb.get_backend("numpy", dtype="float64")
     from gradbridge.core import losses, models
 
-    ours = float(losses.mse(be, models.mlp("tanh")(be, params, be.asarray(x)), be.asarray(y)))
+    ours = float(losses.mse(be, models.mlp("tanh")(be, params, be.from_host(x)), be.from_host(y)))
     # the same float64 arithmetic in the same order: agreement to rounding (1e-12)
     assert catalog.mlp_loss_reference(params, x, y, "tanh") == pytest.approx(ours, rel=1e-12)
 

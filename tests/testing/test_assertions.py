@@ -50,15 +50,15 @@ def test_nan_matches_nan_and_inf_matches_inf() -> None:
 
 
 def test_arrays_of_every_backend_compare_with_numpy(backend64: Any) -> None:
-    got = backend64.exp(backend64.asarray([0.0, 1.0]))
+    got = backend64.exp(backend64.from_host([0.0, 1.0]))
     assert_close(got, np.exp(np.array([0.0, 1.0])))
 
 
 def _tutorial_step(be: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """One gradient-descent step of the tutorial's regression: loss and gradients."""
-    xs, ys = be.asarray(x), be.asarray(y)
+    xs, ys = be.from_host(x), be.from_host(y)
     loss = lambda p: be.mean((p["w"] * xs + p["b"] - ys) ** 2)  # noqa: E731
-    value, grads = be.value_and_grad(loss)({"w": be.asarray(0.5), "b": be.asarray(0.0)})
+    value, grads = be.value_and_grad(loss)({"w": be.from_host(0.5), "b": be.from_host(0.0)})
     return {"loss": value, "grads": grads}
 
 
@@ -75,7 +75,7 @@ def test_backends_agree_on_the_tutorial_step() -> None:
 def test_disagreement_names_the_backend_and_the_output() -> None:
     def step(be: Any) -> dict[str, Any]:
         bias = 1e-6 if be.name == "torch" else 0.0
-        return {"value": be.asarray([1.0, 2.0]) + bias}
+        return {"value": be.from_host([1.0, 2.0]) + bias}
 
     with pytest.raises(AssertionError, match=r"torch differs from numpy in output 'value': "
                                              r"2 of 2 elements differ beyond rtol=1e-10"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import array_api_compat.numpy
 import numpy as np
 
 from gradbridge.backends.numpy import autodiff, staging
@@ -25,6 +26,7 @@ from gradbridge.core.backend import (
     BackendBase,
     OneFramework,
     Shape,
+    bind_namespace,
     matmul_shape_error,
 )
 
@@ -41,6 +43,7 @@ class NumpyBackend(BackendBase):
     """NumPy on the CPU; ``value_and_grad`` by :mod:`gradbridge.backends.numpy.autodiff`."""
 
     name: ClassVar[str] = "numpy"
+    xp: ClassVar[Any] = array_api_compat.numpy
     notes: ClassVar[tuple[str, ...]] = (
         "gradients by gradbridge's own reverse-mode autodiff (first order)",
         "no compiler: jit(fn) traces fn once per argument signature and replays its NumPy "
@@ -57,8 +60,14 @@ class NumpyBackend(BackendBase):
 
     # creation and conversion
 
-    def asarray(self, obj: Any) -> Array:
-        """An array of ``obj``; floating input takes the backend's dtype, others keep theirs."""
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
+                copy: bool | None = None) -> Array:
+        """The standard's asarray; a traced value (inside grad or a jit trace) stays traced."""
+        if isinstance(obj, (Tracer, Symbol)):
+            return obj if dtype is None else autodiff.cast(obj, np.dtype(dtype))
+        return super().asarray(obj, dtype=dtype, device=device, copy=copy)
+
+    def from_host(self, obj: Any) -> Array:
         if isinstance(obj, Tracer):
             return obj
         x = obj if isinstance(obj, Symbol) else np.asarray(obj)
@@ -68,15 +77,6 @@ class NumpyBackend(BackendBase):
 
     def to_numpy(self, x: Array) -> Any:
         return np.array(x)  # a traced value refuses (Tracer.__array__: it would lose its gradient)
-
-    def zeros(self, shape: int | Shape) -> Array:
-        return np.zeros(shape, dtype=self.float_dtype)
-
-    def ones(self, shape: int | Shape) -> Array:
-        return np.ones(shape, dtype=self.float_dtype)
-
-    def full(self, shape: int | Shape, fill_value: float) -> Array:
-        return np.full(shape, fill_value, dtype=self.float_dtype)
 
     # elementwise arithmetic, linear algebra and shape: NumPy's signatures are the Array API's
 
@@ -148,3 +148,4 @@ class NumpyBackend(BackendBase):
 
 
 NATIVE.add(NumpyBackend)  # methods see the backend itself as their first argument
+bind_namespace(NumpyBackend, ONE_FRAMEWORK)
