@@ -33,9 +33,11 @@ __version__ = "0.1.0"
 # Public names that live in modules loaded on first access (PEP 562), keeping import cheap.
 _LAZY: dict[str, str] = {
     "models": "gradbridge.core.models",
+    "nn": "gradbridge.core.nn",
     "losses": "gradbridge.core.losses",
     "optim": "gradbridge.core.optim",
     "probability": "gradbridge.core.probability",
+    "random": "gradbridge.core.random",
     "tree": "gradbridge.core.tree",
     "data": "gradbridge.core.data",
     "fit": "gradbridge.core.train",
@@ -45,7 +47,7 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradbridge import testing
-    from gradbridge.core import data, losses, models, optim, probability, tree
+    from gradbridge.core import data, losses, models, nn, optim, probability, random, tree
     from gradbridge.core.train import History, fit
 
 
@@ -62,6 +64,7 @@ __all__ = [
     "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
     "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
     "TrainingDiverged",
-    "data", "fit", "get_backend", "list_backends", "losses", "models", "optim", "probability",
-    "register_backend", "resolve", "testing", "tree", "unregister_backend", "use_backend",
+    "data", "fit", "get_backend", "list_backends", "losses", "models", "nn", "optim",
+    "probability", "random", "register_backend", "resolve", "testing", "tree",
+    "unregister_backend", "use_backend",
 ]
