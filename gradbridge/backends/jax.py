@@ -203,7 +203,7 @@ class JaxBackend(BackendBase):
     where = staticmethod(ONE_FRAMEWORK.op(jnp.where))
 
     @ONE_FRAMEWORK.op
-    def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
+    def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
         """Built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too."""
         if min is not None:
             x = self.maximum(x, min)
@@ -216,33 +216,34 @@ class JaxBackend(BackendBase):
     matmul = staticmethod(ONE_FRAMEWORK.binary(jnp.matmul, explain=matmul_shape_error))
     matrix_transpose = staticmethod(ONE_FRAMEWORK.op(jnp.matrix_transpose))
 
-    # reductions and shape (written out: jnp's third positional parameter is not keepdims)
+    # reductions and shape
 
     @ONE_FRAMEWORK.method
-    def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
-        return jnp.sum(x, axis=axis, keepdims=keepdims)
+    def sum(self, x: Array, /, *, axis: Axis = None, dtype: Any = None,
+            keepdims: bool = False) -> Array:
+        return jnp.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def mean(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def max(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.max(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def min(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return jnp.min(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def logsumexp(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return jax_logsumexp(x, axis=axis, keepdims=keepdims)
 
     reshape = staticmethod(ONE_FRAMEWORK.op(jnp.reshape))
     expand_dims = staticmethod(ONE_FRAMEWORK.op(jnp.expand_dims))
 
     @ONE_FRAMEWORK.op
-    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+    def concat(self, arrays: Sequence[Array], /, axis: int | None = 0) -> Array:
         return jnp.concatenate(arrays, axis=axis)
 
     stack = staticmethod(ONE_FRAMEWORK.op(jnp.stack))

@@ -218,7 +218,7 @@ class TorchBackend(BackendBase):
     where = staticmethod(ONE_FRAMEWORK.op(torch.where))
 
     @ONE_FRAMEWORK.op
-    def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
+    def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
         """torch.clamp, which refuses two missing bounds; the Array API returns x then."""
         if min is None and max is None:
             return x
@@ -237,27 +237,28 @@ class TorchBackend(BackendBase):
     # A whole-array reduction takes torch's short path: dim=None costs ~25% more per call.
 
     @ONE_FRAMEWORK.method
-    def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
-        if axis is None and not keepdims:
+    def sum(self, x: Array, /, *, axis: Axis = None, dtype: Any = None,
+            keepdims: bool = False) -> Array:
+        if axis is None and not keepdims and dtype is None and x.is_floating_point():
             return torch.sum(x)
-        return torch.sum(x, dim=axis, keepdim=keepdims)
+        return self.xp.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def mean(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         if axis is None and not keepdims:
             return torch.mean(x)
-        return torch.mean(x, dim=axis, keepdim=keepdims)
+        return self.xp.mean(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def max(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amax(x, dim=_dims(x, axis), keepdim=keepdims)
 
     @ONE_FRAMEWORK.method
-    def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def min(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.amin(x, dim=_dims(x, axis), keepdim=keepdims)
 
     @ONE_FRAMEWORK.method
-    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def logsumexp(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return torch.logsumexp(x, dim=_dims(x, axis), keepdim=keepdims)
 
     @ONE_FRAMEWORK.op
@@ -274,19 +275,23 @@ class TorchBackend(BackendBase):
         return super().mean_squared_error(prediction, target)
 
     @ONE_FRAMEWORK.method
-    def reshape(self, x: Array, shape: int | Shape) -> Array:
-        return torch.reshape(x, _as_shape(shape))
+    def reshape(self, x: Array, /, shape: int | Shape, *, copy: bool | None = None) -> Array:
+        if copy is None:
+            return torch.reshape(x, _as_shape(shape))
+        return self.xp.reshape(x, _as_shape(shape), copy=copy)
 
     @ONE_FRAMEWORK.method
-    def expand_dims(self, x: Array, axis: int) -> Array:
+    def expand_dims(self, x: Array, /, axis: int = 0) -> Array:
         return torch.unsqueeze(x, axis)
 
     @ONE_FRAMEWORK.op
-    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+    def concat(self, arrays: Sequence[Array], /, axis: int | None = 0) -> Array:
+        if axis is None:  # the standard's flattening concat
+            return self.xp.concat(arrays, axis=None)
         return torch.cat(list(arrays), dim=axis)
 
     @ONE_FRAMEWORK.op
-    def stack(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+    def stack(self, arrays: Sequence[Array], /, axis: int = 0) -> Array:
         return torch.stack(list(arrays), dim=axis)
 
     # autodiff, compilation, loops, timing

@@ -331,11 +331,14 @@ def test_reductions(backend: Backend, op: str) -> None:
 
 
 @pytest.mark.parametrize("op", list(REDUCTIONS))
-def test_reductions_by_position(backend: Backend, op: str) -> None:
+def test_reductions_take_axis_by_keyword_only(backend: Backend, op: str) -> None:
+    """The standard's signature ``op(x, /, *, axis=None, keepdims=False)``."""
     x, ref = draw(backend, 23, (3, 4))
     assert_matches(backend, getattr(backend, op)(x), REDUCTIONS[op](ref), f"{op}(x)", 12)
-    assert_matches(backend, getattr(backend, op)(x, 0), REDUCTIONS[op](ref, 0), f"{op}(x, 0)",
-                   12)
+    assert_matches(backend, getattr(backend, op)(x, axis=0), REDUCTIONS[op](ref, 0),
+                   f"{op}(x, axis=0)", 12)
+    with pytest.raises(TypeError):
+        getattr(backend, op)(x, 0)
 
 
 LSE_AXES: list[int | tuple[int, ...] | None] = [None, 0, -1, (0, 1)]

@@ -187,10 +187,10 @@ def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
     assert float(x[0]) == 1.0
 
 
-def test_reductions_take_keepdims_by_position(be32: JaxBackend) -> None:
-    """jnp.sum's third parameter is dtype: ours is keepdims, as in the protocol."""
+def test_reductions_take_axis_dtype_and_keepdims_by_keyword(be32: JaxBackend) -> None:
+    """The standard's ``sum(x, /, *, axis, dtype, keepdims)``, whatever jnp's order is."""
     x = np.arange(6.0).reshape(2, 3)
-    got = be32.sum(be32.from_host(x), 1, True)
+    got = be32.sum(be32.from_host(x), axis=1, keepdims=True)
     np.testing.assert_array_equal(be32.to_numpy(got), x.sum(axis=1, keepdims=True))
 
 

@@ -104,11 +104,11 @@ class NumpyBackend(BackendBase):
     # overloaded stubs do not match the protocol's signature for type checkers
 
     @ONE_FRAMEWORK.method
-    def reshape(self, x: Array, shape: int | Shape) -> Array:
-        return np.reshape(x, shape)
+    def reshape(self, x: Array, /, shape: int | Shape, *, copy: bool | None = None) -> Array:
+        return np.reshape(x, shape) if copy is None else np.reshape(x, shape, copy=copy)
 
     @ONE_FRAMEWORK.op
-    def clip(self, x: Array, min: float | None = None, max: float | None = None) -> Array:
+    def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
         return x if min is None and max is None else np.clip(x, min, max)
 
     @ONE_FRAMEWORK.method
@@ -116,23 +116,26 @@ class NumpyBackend(BackendBase):
         return np.swapaxes(x, -1, -2)
 
     @ONE_FRAMEWORK.method
-    def sum(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
-        return np.sum(x, axis=axis, keepdims=keepdims)
+    def sum(self, x: Array, /, *, axis: Axis = None, dtype: Any = None,
+            keepdims: bool = False) -> Array:
+        if dtype is None:  # (traced values' sum takes no dtype)
+            return np.sum(x, axis=axis, keepdims=keepdims)
+        return np.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def mean(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def mean(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def max(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def max(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.max(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def min(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def min(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return np.min(x, axis=axis, keepdims=keepdims)
 
     @ONE_FRAMEWORK.method
-    def logsumexp(self, x: Array, axis: Axis = None, keepdims: bool = False) -> Array:
+    def logsumexp(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
         return autodiff.logsumexp(x, axis, keepdims)
 
     mean_squared_error = staticmethod(ONE_FRAMEWORK.op(autodiff.mean_squared_error))
