@@ -90,3 +90,29 @@ def test_new_functions_match_numpy(backend64: Backend, name: str) -> None:
     ours, reference = calls[name]
     np.testing.assert_allclose(be.to_numpy(ours(be, be.asarray(host))), reference(host),
                                rtol=1e-12)  # float64: rounding only
+
+
+def test_the_readme_example_matches_lstsq(backend: Backend) -> None:
+    """examples/own_math.py (shown in the README) against numpy.linalg.lstsq on the same data."""
+    import importlib.util
+    from pathlib import Path
+
+    from conftest import tolerance
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "own_math.py"
+    spec = importlib.util.spec_from_file_location("own_math", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    be: Any = backend
+    coefficients, rms = module.fit_polynomial(be)
+    x = np.linspace(-1.0, 1.0, 200)
+    y = np.sin(3.0 * x) + 0.1 * np.random.default_rng(0).normal(size=200)
+    design = np.stack([x**k for k in range(4)], axis=1)
+    expected, *_ = np.linalg.lstsq(design, y, rcond=None)
+    # The normal equations square the condition number (~30 here): float32 keeps ~1e-4.
+    rtol = 1e-10 if be.dtype == "float64" else 1e-3
+    np.testing.assert_allclose(be.to_numpy(coefficients), expected, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(float(be.to_numpy(rms)),
+                               np.sqrt(np.mean((y - design @ expected) ** 2)),
+                               rtol=max(rtol, tolerance(be)))
