@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 STAMP := $(VENV)/.installed
 TEST_ARGS ?=
+CONFORMANCE_ARGS ?=
 
-.PHONY: demo test bench bench-full gpu-check lint install clean
+.PHONY: demo test bench bench-full gpu-check lint install clean conformance
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(TEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gradbridge tests benchmarks
+	$(VENV)/bin/ruff check gradbridge tests benchmarks conformance
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
@@ -34,6 +35,11 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(INSTALL) -e '.[bench]'
 	$(PY) benchmarks/run.py
+
+# The external Array API suite (../shared/array-api-tests) on every backend x dtype and the
+# anchor namespaces; summary and failing ids in conformance/local/ (CONFORMANCE_ARGS=--help).
+conformance: $(STAMP)
+	$(PY) conformance/run.py $(CONFORMANCE_ARGS)
 
 # On a machine with an NVIDIA GPU and the frameworks installed (no venv, no install): the gpu
 # tests, compare on cpu and cuda, and the GPU benchmark rows, into docs/results/gpu-<name>/.
