@@ -141,6 +141,9 @@ class OneFramework:
     array_type: type
     native: set[type]
     accepted: tuple[str, ...] = ()
+    traced: type | None = None
+    """The type of values inside ``grad`` (NumPy's Tracer): a TypeError from a function given
+    one means the autodiff does not know that function, and says so."""
 
     def refuse(self, name: str, args: Sequence[Any]) -> None:
         """Raise the mixed-frameworks error if another framework's array is among ``args``."""
@@ -150,7 +153,7 @@ class OneFramework:
 
     def op(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Any function or method: every positional argument is checked."""
-        array_type, native, refuse = self.array_type, self.native, self.refuse
+        array_type, native, refuse, traced = self.array_type, self.native, self.refuse, self.traced
 
         @functools.wraps(fn)
         def operation(*args: Any, **kwargs: Any) -> Any:
@@ -158,7 +161,16 @@ class OneFramework:
                 if arg.__class__ is not array_type and arg.__class__ not in native:
                     refuse(fn.__name__, args)
                     break
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except TypeError as exc:
+                if (traced is None or isinstance(exc, NotDifferentiable)
+                        or not any(isinstance(arg, traced) for arg in args)):
+                    raise
+                raise NotDifferentiable(
+                    f"{fn.__name__} is not differentiable by the {self.backend} backend's "
+                    f"autodiff yet ({exc}); compute it outside grad, or use the jax or torch "
+                    "backend for its gradient") from exc
 
         return operation
 

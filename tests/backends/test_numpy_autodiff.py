@@ -504,3 +504,12 @@ def test_identity_devices_and_version() -> None:
     assert NumpyBackend.framework_version() == np.__version__ == be.capabilities.version
     with pytest.raises(DeviceNotAvailable, match="cpu"):
         NumpyBackend(device="cuda")
+
+
+@pytest.mark.parametrize("name", ["sin", "std", "cumulative_sum", "sort", "flip", "tile"])
+def test_a_namespace_function_the_autodiff_lacks_is_not_differentiable(name: str) -> None:
+    """Never a wrong value or a foreign TypeError: one NotDifferentiable naming the function."""
+    calls = {"tile": lambda v: be.tile(v, (2,))}
+    call = calls.get(name, getattr(be, name))
+    with pytest.raises(NotDifferentiable, match=name.replace("cumulative_sum", "cumulative")):
+        be.grad(lambda v: be.sum(call(v)))(np.array([0.5, 1.0]))

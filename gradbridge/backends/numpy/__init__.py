@@ -36,7 +36,7 @@ NATIVE: set[type] = {np.ndarray, np.float32, np.float64, float, int, bool, Trace
 """Argument types that pass the foreign-array check at once (NumpyBackend joins below)."""
 
 
-ONE_FRAMEWORK = OneFramework("numpy", np.ndarray, NATIVE)
+ONE_FRAMEWORK = OneFramework("numpy", np.ndarray, NATIVE, traced=Tracer)
 
 
 class NumpyBackend(BackendBase):
