@@ -54,6 +54,7 @@ import functools
 import logging
 import math
 import os
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -62,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp as jax_logsumexp
 
+from gradbridge.core import ops
 from gradbridge.core.backend import (
     PYTHON_NUMBERS,
     Argnums,
@@ -148,8 +150,12 @@ class JaxBackend(BackendBase):
         self._dtype = jnp.dtype(self.dtype)
         self._scoped: Callable[[F], F] = _in_x64 if scoped else _as_is
         if scoped:
-            for method in X64_SCOPED:
+            for method in {*X64_SCOPED, *ops.names(ops.MAIN)}:
                 setattr(self, method, _in_x64(getattr(self, method)))
+            for extension in ("linalg", "fft"):
+                functions = vars(getattr(self, extension))
+                setattr(self, extension, types.SimpleNamespace(
+                    **{name: _in_x64(fn) for name, fn in functions.items()}))
 
     @classmethod
     def available_devices(cls) -> list[str]:

@@ -79,10 +79,12 @@ logging.getLogger("gradbridge").addHandler(handler)
 be = gb.get_backend("jax", dtype="float64")
 one, tiny = be.from_host(1.0), be.from_host(1e-10)
 inside = float(be.subtract(be.add(one, tiny), one))
+namespace = float(be.linalg.vector_norm(be.expm1(be.stack([tiny, tiny]))))  # bound functions
 g = be.grad(lambda v: be.sum(v * v * v))(be.from_host([1.0 + 1e-10, 2.0]))
 with gb.use_backend("jax", dtype="float64"):
     in_block = str((be.from_host([1.0]) * 2.0).dtype)
 print(json.dumps({"flag": bool(jax.config.jax_enable_x64), "inside": inside,
+                  "namespace": namespace,
                   "grad_dtype": str(g.dtype), "in_block": in_block,
                   "default_after": str(jnp.ones(1).dtype),
                   "warned": [r.getMessage() for r in records if r.levelname == "WARNING"]}))
@@ -128,6 +130,7 @@ def test_scoped_mode_keeps_x64_to_gradbridge_calls_and_warns() -> None:
     got = _run(SCOPED_SCRIPT, GRADBRIDGE_JAX_X64="scoped")
     assert got["flag"] is False and got["default_after"] == "float32"
     assert got["inside"] == pytest.approx(1e-10, rel=1e-6)  # 0.0 if truncated to float32
+    assert got["namespace"] == pytest.approx(2**0.5 * 1e-10, rel=1e-9)  # float32: 1e-7 off
     assert got["grad_dtype"] == "float64" and got["in_block"] == "float64"
     assert len(got["warned"]) == 1 and "scoped" in got["warned"][0]
 
