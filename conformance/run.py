@@ -4,11 +4,12 @@
     python conformance/run.py --backends none      # the anchors only
     python conformance/run.py --backends numpy --dtypes float64 --no-anchors
 
-Each run is one pytest process of the external suite (``../shared/array-api-tests``) in a fresh
-scratch directory with a JSON report. The summary (counts, seconds, gradbridge against the
-anchor of its framework) and each run's failing test ids go to stdout and to ``--out``. Exit
-status 1 when a gradbridge test fails that ``conformance/xfails.txt`` does not list, or when a
-run errored (crash, collection error, timeout); the anchor comparison is reported only.
+Each run is one pytest process of the external suite (``../shared/array-api-tests``, version
+2024.12, fft included) in a fresh scratch directory with a JSON report. The summary (counts,
+seconds, gradbridge against the anchor of its framework) and each run's failing test ids go
+to stdout and to ``--out``. Exit status 1 when a gradbridge test fails that
+``conformance/xfails.txt`` does not list, or when a run errored (crash, collection error,
+timeout, killed); the anchor comparison is reported only.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ XFAILS_HEADER = """\
 # start with "#" and blank lines are ignored, so each group's reason is the comment above it;
 # "-- fails on:" ends a reason with where it failed when last updated. One file serves
 # every backend x dtype; an entry that passes on some of them is an XPASS (reported, not an
-# error). Regenerate with `python conformance/run.py --update-xfails`; reasons written by hand
-# (not starting with TODO) are kept.
+# error), so a flaky test (hypothesis draws new examples each run) can be listed safely.
+# Regenerate with `python conformance/run.py --update-xfails` (add --keep-xfails to collect
+# over several runs); reasons written by hand (not starting with TODO) are kept.
 """
 
 
@@ -145,7 +147,7 @@ def pytest_command(args: argparse.Namespace, target: Target, report: Path) -> li
            "--max-examples", str(args.max_examples), "--hypothesis-disable-deadline",
            "--json-report", f"--json-report-file={report}",
            "--json-report-omit", "keywords", "streams", "log", "traceback", "warnings"]
-    if not args.fft:
+    if args.no_fft:
         cmd += ["--disable-extension", "fft"]
     if not target.anchor and args.xfails.exists():
         cmd += ["--xfails-file", str(args.xfails)]
@@ -177,8 +179,12 @@ def run_target(args: argparse.Namespace, target: Target) -> Result:
             proc.wait()
             if not isinstance(exc, subprocess.TimeoutExpired):
                 raise
-            return Result(target, time.monotonic() - start, error=f"timeout after {args.timeout} s")
+            seconds = time.monotonic() - start
+            return Result(target, seconds, error=f"timeout after {args.timeout:g} s")
     seconds = time.monotonic() - start
+    if proc.returncode < 0:  # a partial report would read as a short, successful run
+        name = signal.Signals(-proc.returncode).name
+        return Result(target, seconds, error=f"killed by {name} (see {log.name})")
     if not report.exists():
         return Result(target, seconds, error=f"crashed, exit code {proc.returncode}: "
                       + crash_line(log.read_text(errors="replace")))
@@ -363,10 +369,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="runs at a time")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     p.add_argument("--test-timeout", type=float, default=300, help="seconds per test")
-    p.add_argument("--fft", action="store_true", help="also test the fft extension")
+    p.add_argument("--no-fft", action="store_true",
+                   help="skip the fft extension (its 14 tests cost 2-12 s per run)")
     p.add_argument("--derandomize", action="store_true", help="fixed hypothesis examples")
     p.add_argument("--update-xfails", action="store_true",
                    help="rewrite the xfails file from this session's gradbridge failures")
+    p.add_argument("--keep-xfails", action="store_true",
+                   help="with --update-xfails, never drop old entries (collects flaky failures)")
     args = p.parse_args(argv)
     args.suite = args.suite.resolve()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -407,10 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text, end="")
     if args.update_xfails:
         full = (set(args.backends) == set(BACKENDS) and set(args.dtypes) == set(DTYPES)
-                and not args.k and not any(r.error for r in results))
+                and not args.k and not any(r.error for r in results) and not args.keep_xfails)
         n = write_xfails(args.xfails, results, prune=full, compress=not args.k)
         print(f"wrote {n} ids to {args.xfails}" + ("" if full else
-              " (old entries kept: prune needs every backend x dtype, no -k, no errored run)"))
+              " (old entries kept: dropping them needs every backend x dtype, no -k, no errored"
+              " run, no --keep-xfails)"))
     return status
 
 

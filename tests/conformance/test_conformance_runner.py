@@ -146,3 +146,9 @@ def test_options() -> None:
     assert args.backends == [] and args.dtypes == ["float64"] and args.k == "sum"
     with pytest.raises(SystemExit):
         run.parse_args(["--backends", "tensorflow"])
+
+
+def test_crash_line_quotes_the_error_of_a_pytest_that_could_not_start() -> None:
+    log = "ImportError while loading conftest '/x/conftest.py'.\nE   AttributeError: no bool\n"
+    assert run.crash_line(log) == "AttributeError: no bool"
+    assert run.crash_line("") == "no output"
