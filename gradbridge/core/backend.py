@@ -439,6 +439,23 @@ class BackendBase:
         self.dtype = normalize_dtype(dtype)
         self.device = resolve_device(device, self.available_devices(), self.name)
         self.__name__ = f"gradbridge.{self.name}"  # a namespace has a name (the Array API suite)
+        class_fft = getattr(type(self), "fft", None)
+        if class_fft is not None:
+            self.fft: Any = self._fft_with_defaults(class_fft)
+
+    def _fft_with_defaults(self, fft: Any) -> Any:
+        """The class's fft namespace, with fftfreq/rfftfreq made in the backend's float dtype
+        and on its device (the standard's defaults), as the creation functions are."""
+        functions = dict(vars(fft))
+        for name in ("fftfreq", "rfftfreq"):
+            if name in functions:
+                functions[name] = functools.partial(self._frequencies, functions[name])
+        return types.SimpleNamespace(**functions)
+
+    def _frequencies(self, fn: Callable[..., Any], n: int, /, *, d: float = 1.0,
+                     dtype: Any = None, device: Any = None) -> Array:
+        return fn(n, d=d, dtype=dtype or self.default_float,
+                  device=self._device_or_default(device))
 
     @property
     def native_device(self) -> Any:

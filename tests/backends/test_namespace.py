@@ -116,3 +116,11 @@ def test_the_readme_example_matches_lstsq(backend: Backend) -> None:
     np.testing.assert_allclose(float(be.to_numpy(rms)),
                                np.sqrt(np.mean((y - design @ expected) ** 2)),
                                rtol=max(rtol, tolerance(be)))
+
+
+def test_fft_frequencies_take_the_backend_dtype(backend: Backend) -> None:
+    be: Any = backend
+    got = be.fft.fftfreq(4, d=0.5)
+    assert _dtype_name(got.dtype) == be.dtype
+    np.testing.assert_allclose(be.to_numpy(got), np.fft.fftfreq(4, d=0.5))  # exact in binary
+    assert _dtype_name(be.fft.rfftfreq(5).dtype) == be.dtype
