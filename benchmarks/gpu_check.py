@@ -16,6 +16,7 @@ Exits 1 if a step failed, 2 without a CUDA GPU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -29,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_CONTESTANTS = "gradbridge-jax,jax-scan,gradbridge-torch,torch-autograd"
+REQUIRED_MODULES = ("array_api_compat",)
+"""Pure-Python dependencies that a bare GPU machine may lack (PYTHONPATH=. installs nothing)."""
 SHARES = {"tests": 0.4, "compare": 0.3, "bench": 0.3}
 """Fractions of the budget each step may take before it is stopped (and recorded as such)."""
 
@@ -120,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=480.0,
                         help="seconds for all three steps together (default 480)")
     args = parser.parse_args(argv)
+    missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} not installed here (gradbridge needs it); pip "
+              "install array-api-compat, or carry its wheel to an offline machine",
+              file=sys.stderr)
+        return 2
     device = gpu_name()
     if device is None:
         print("error: no CUDA GPU is visible to PyTorch or JAX here; run make gpu-check on a "
