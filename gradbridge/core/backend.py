@@ -637,12 +637,14 @@ class NamespaceInfo:
 
 def bind_namespace(cls: type[BackendBase], guard: OneFramework) -> None:
     """Give ``cls`` every name of core/ops.py that it does not write itself, bound from its
-    ``xp`` behind ``guard`` (dtypes and constants as they are), and the ``linalg`` and ``fft``
-    extensions as namespaces of their own."""
+    ``xp`` behind ``guard`` (two-array elementwise functions behind its loop-free check), dtypes
+    and constants as they are, and the ``linalg`` and ``fft`` extensions as namespaces."""
     xp = cls.xp
-    for name in ops.names(ops.MAIN):
-        if not hasattr(cls, name):
-            setattr(cls, name, staticmethod(guard.op(getattr(xp, name))))
+    for op in ops.MAIN:
+        if not hasattr(cls, op.name):
+            two_arrays = op.category == "elementwise" and op.differentiable == ops.BINARY
+            wrap = guard.binary if two_arrays else guard.op
+            setattr(cls, op.name, staticmethod(wrap(getattr(xp, op.name))))
     for name in (*ops.DTYPES, *ops.CONSTANTS):
         if not hasattr(cls, name):
             setattr(cls, name, getattr(xp, name))

@@ -30,6 +30,7 @@ def _group(category: str, names: str, differentiable: tuple[int, ...] = (),
 
 
 UNARY, BINARY = (0,), (0, 1)
+"""Differentiable in the one array argument; in both (elementwise: exactly two arrays)."""
 
 MAIN: tuple[Op, ...] = (
     *_group("creation", "arange empty empty_like eye full full_like linspace meshgrid ones "
