@@ -3,6 +3,7 @@
     python conformance/run.py                      # every backend x dtype, plus the anchors
     python conformance/run.py --backends none      # the anchors only
     python conformance/run.py --backends numpy --dtypes float64 --no-anchors
+    python conformance/run.py --differences        # the README's table, from the xfails file
 
 Each run is one pytest process of the external suite (``../shared/array-api-tests``, version
 2024.12, fft included) in a fresh scratch directory with a JSON report. The summary (counts,
@@ -342,6 +343,51 @@ def write_xfails(path: Path, results: list[Result], *, prune: bool, compress: bo
     return len(entries)
 
 
+ANCHOR_TOO = "; the anchor for the same framework fails it too"
+GROUP_REASON = re.compile(r"^(test_\w+(?:\[\w+\])?): (.*)$")
+"""A reason line of the xfails file: the test group it is written for, then the reason."""
+
+
+def xfail_blocks(path: Path) -> list[tuple[str, str, list[str]]]:
+    """The xfails file as (reason, runs it failed in, ids) blocks, in file order; a comment block
+    whose last line names a test group gives that line's reason, any other its joined text."""
+    blocks: list[tuple[str, str, list[str]]] = []
+    comments: list[str] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            comments = []
+        elif line.startswith("#"):
+            comments.append(line.lstrip("#").strip())
+        elif comments:
+            last = comments[-1].split(RUNS, 1)
+            named = GROUP_REASON.match(last[0])
+            reason = named.group(2) if named else " ".join(comments)
+            blocks.append((reason, last[1] if named and len(last) > 1 else "", [line]))
+            comments = []
+        elif blocks:
+            blocks[-1][2].append(line)
+    return blocks
+
+
+def differences(path: Path) -> str:
+    """A Markdown table of where gradbridge's namespaces still differ from the standard: one line
+    per reason in the xfails file, with the tests it covers and where they fail."""
+    rows: dict[str, tuple[set[str], set[str], bool]] = {}
+    for reason, runs, ids in xfail_blocks(path):
+        shared = reason.endswith(ANCHOR_TOO)
+        key = reason.removesuffix(ANCHOR_TOO)
+        tests, where, _ = rows.setdefault(key, (set(), set(), shared))
+        tests.update(group_of(i) for i in ids)
+        random_only = runs.endswith("(random examples)")
+        for run in runs.removesuffix("(random examples)").split():
+            where.add(run.split("-", 1)[0] + (" (random examples)" if random_only else ""))
+    lines = ["| difference | backends | tests | anchor fails too |", "|---|---|---|---|"]
+    for key, (tests, where, shared) in rows.items():
+        lines.append(f"| {key} | {', '.join(sorted(where)) or 'not recorded'} | "
+                     f"{', '.join(f'`{t}`' for t in sorted(tests))} | {'yes' if shared else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
 # ---- command line ----------------------------------------------------------------------------
 
 def names(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -376,6 +422,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rewrite the xfails file from this session's gradbridge failures")
     p.add_argument("--keep-xfails", action="store_true",
                    help="with --update-xfails, never drop old entries (collects flaky failures)")
+    p.add_argument("--differences", action="store_true",
+                   help="print the README's table of differences from the xfails file and exit")
     args = p.parse_args(argv)
     args.suite = args.suite.resolve()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -386,6 +434,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run every requested namespace, write the summary, return the exit status."""
     args = parse_args(argv)
+    if args.differences:
+        print(differences(args.xfails), end="")
+        return 0
     if not (args.suite / "array_api_tests").is_dir():
         print(f"error: no Array API suite at {args.suite}; pass --suite PATH", file=sys.stderr)
         return 2

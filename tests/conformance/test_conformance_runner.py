@@ -152,3 +152,29 @@ def test_crash_line_quotes_the_error_of_a_pytest_that_could_not_start() -> None:
     log = "ImportError while loading conftest '/x/conftest.py'.\nE   AttributeError: no bool\n"
     assert run.crash_line(log) == "AttributeError: no bool"
     assert run.crash_line("") == "no output"
+
+
+def test_the_readme_table_of_differences_is_the_xfails_file() -> None:
+    """README's "still differ" table is generated from conformance/xfails.txt; they must not
+    drift apart (regenerate with `python conformance/run.py --differences`)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- differences:begin -->\n", 1)[1].split("<!-- differences:end -->")[0]
+    assert table == run.differences(run.XFAILS)
+
+
+def test_differences_groups_reasons_and_names_backends(tmp_path: Path) -> None:
+    """One row per reason, over every test group it covers, with the frameworks it failed on."""
+    path = tmp_path / "xfails.txt"
+    path.write_text(
+        "# header line\n\n"
+        f"# test_sum: the reason{run.ANCHOR_TOO} -- fails on: torch-float32 jax-float64\n"
+        f"{F}::test_sum\n"
+        f"# test_prod: the reason{run.ANCHOR_TOO} -- fails on: torch-float64\n"
+        f"{F}::test_prod\n"
+        "# test_std: another reason -- fails on: numpy (random examples)\n"
+        f"{F}::test_std[a]\n{F}::test_std[b]\n")
+    lines = run.differences(path).splitlines()[2:]
+    assert lines == [
+        "| the reason | jax, torch | `test_prod`, `test_sum` | yes |",
+        "| another reason | numpy (random examples) | `test_std` | - |",
+    ]
