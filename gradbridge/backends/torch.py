@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+import array_api_compat.numpy
 import array_api_compat.torch
 import numpy as np
 import torch
@@ -294,6 +295,14 @@ class TorchBackend(BackendBase):
     def stack(self, arrays: Sequence[Array], /, axis: int = 0) -> Array:
         return torch.stack(list(arrays), dim=axis)
 
+    # data types
+
+    def can_cast(self, from_: Any, to: Any, /) -> bool:
+        """The standard's rule (the promotion lattice leads to ``to``), by NumPy's namespace:
+        torch.can_cast also allows casts within a kind, such as int8 to uint8."""
+        source = from_.dtype if isinstance(from_, torch.Tensor) else from_
+        return bool(array_api_compat.numpy.can_cast(_numpy_dtype(source), _numpy_dtype(to)))  # type: ignore[attr-defined]
+
     # autodiff, compilation, loops, timing
 
     def value_and_grad(self, fn: Callable[..., Array],
@@ -484,3 +493,8 @@ def _as_shape(shape: int | Shape) -> Shape:
 def _dims(x: torch.Tensor, axis: Axis) -> int | tuple[int, ...]:
     """The Array API's axis=None (all axes) as a dim torch's amax/amin/logsumexp accept."""
     return tuple(range(x.ndim)) if axis is None else axis
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The NumPy dtype of the same name (every dtype of the standard has one)."""
+    return np.dtype(str(dtype).removeprefix("torch."))
