@@ -66,6 +66,7 @@ import array_api_compat.numpy
 import array_api_compat.torch
 import numpy as np
 import torch
+from array_api_compat.common._aliases import UniqueAllResult
 
 from gradbridge.core.backend import (
     PYTHON_NUMBERS,
@@ -294,6 +295,17 @@ class TorchBackend(BackendBase):
     @ONE_FRAMEWORK.op
     def stack(self, arrays: Sequence[Array], /, axis: int = 0) -> Array:
         return torch.stack(list(arrays), dim=axis)
+
+    @ONE_FRAMEWORK.method
+    def unique_all(self, x: Array, /) -> Any:
+        """The standard's four results; array_api_compat.torch has none (torch.unique gives no
+        first-occurrence indices): those are the least flat position of each value."""
+        values, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+        counts[torch.isnan(values)] = 1  # torch counts 0 for NaN (pytorch issue 94106)
+        positions = torch.arange(x.numel(), device=x.device)
+        first = torch.full_like(values, x.numel(), dtype=torch.int64).scatter_reduce_(
+            0, inverse.reshape(-1), positions, reduce="amin")
+        return UniqueAllResult(values, first, inverse.reshape(x.shape), counts)
 
     # data types
 
