@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import textwrap
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
