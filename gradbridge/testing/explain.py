@@ -180,8 +180,10 @@ class Event:
 
 @dataclass
 class Snapshot:
+    """A local as the last statement left it: the object, its stamp and its host copy."""
+
     obj: Any
-    version: Any
+    stamp: Any
     host: Any
 
 
@@ -204,6 +206,7 @@ class Recorder:
         self.calls: Counter[CodeType] = Counter()
         self.frames: dict[FrameType, FrameState] = {}
         self.entered = 0
+        self.hosted: dict[int, Snapshot] = {}  # id -> the framework arrays copied so far
 
     def run(self, fn: Callable[..., Any], settings: dict[str, Any]) -> list[Event]:
         previous = sys.gettrace()
@@ -223,7 +226,7 @@ class Recorder:
         self.calls[frame.f_code] += 1
         arguments: dict[str, Any] = {}
         for name, obj in frame.f_locals.items():
-            state.snapshot[name] = snapshot = Snapshot(obj, _version(obj), self.host(obj))
+            state.snapshot[name] = snapshot = Snapshot(obj, _stamp(obj), self.host(obj))
             if snapshot.host is not OPAQUE:
                 arguments[name] = snapshot.host
         caller = self.frames.get(frame.f_back) if frame.f_back is not None else None
@@ -261,12 +264,11 @@ class Recorder:
         changed: dict[str, Any] = {}
         for name, obj in frame.f_locals.items():
             before = state.snapshot.get(name)
-            if before is not None and obj is before.obj and not _mutable(obj, before):
+            if before is not None and obj is before.obj and _kept(obj, before):
                 continue
             host = self.host(obj)
-            state.snapshot[name] = Snapshot(obj, _version(obj), host)
-            unchanged = before is not None and obj is before.obj and _same_tree(host, before.host)
-            if host is not OPAQUE and not unchanged:
+            state.snapshot[name] = Snapshot(obj, _stamp(obj), host)
+            if host is not OPAQUE:
                 changed[name] = host
         if returned is not OPAQUE:
             host = self.host(returned)
@@ -276,34 +278,46 @@ class Recorder:
 
     def host(self, obj: Any, depth: int = 0) -> Any:
         """A NumPy copy of an array or number, lists/tuples/dicts of them kept; OPAQUE else."""
-        if isinstance(obj, NUMBERS) or type(obj) is np.ndarray:
-            value = np.array(obj)
-            return value if value.dtype.kind in "biufc" else OPAQUE
+        if type(obj) is np.ndarray:  # copied every time: it may have been written into
+            return obj.copy() if obj.dtype.kind in "biufc" else OPAQUE
         if depth < MAX_DEPTH and isinstance(obj, (list, tuple)):
             items = [self.host(item, depth + 1) for item in obj]
             return items if any(item is not OPAQUE for item in items) else OPAQUE
         if depth < MAX_DEPTH and isinstance(obj, dict):
             entries = {key: self.host(item, depth + 1) for key, item in obj.items()}
             return entries if any(item is not OPAQUE for item in entries.values()) else OPAQUE
-        if hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, type):
-            try:
-                value = np.array(self.be.to_numpy(obj))
-            except Exception:  # a traced value inside grad refuses: it is not compared
-                return OPAQUE
-            return value if value.dtype.kind in "biufc" else OPAQUE
-        return OPAQUE
+        number = isinstance(obj, NUMBERS)
+        if not number and (isinstance(obj, type) or not hasattr(obj, "shape")
+                           or not hasattr(obj, "dtype")):
+            return OPAQUE
+        stamp, seen = _stamp(obj), self.hosted.get(id(obj))
+        if seen is not None and seen.obj is obj and seen.stamp == stamp:
+            return seen.host  # (a list of steps' losses is not copied again at every line)
+        try:
+            value = np.array(obj if number else self.be.to_numpy(obj))
+        except Exception:  # a traced value inside grad refuses: it is not compared
+            return OPAQUE
+        host = value if value.dtype.kind in "biufc" else OPAQUE
+        self.hosted[id(obj)] = Snapshot(obj, stamp, host)
+        return host
 
 
-def _version(obj: Any) -> Any:
-    """Torch counts in-place writes in ``_version``; None for other objects."""
-    return getattr(obj, "_version", None) if hasattr(obj, "shape") else None
+def _stamp(obj: Any, depth: int = 0) -> Any:
+    """What changes when ``obj`` is changed in place: a container's items, a torch tensor's
+    ``_version`` (its count of in-place writes); otherwise only the object's identity."""
+    if depth < MAX_DEPTH and isinstance(obj, (list, tuple)):
+        return tuple(_stamp(item, depth + 1) for item in obj)
+    if depth < MAX_DEPTH and isinstance(obj, dict):
+        return tuple((key, _stamp(item, depth + 1)) for key, item in obj.items())
+    return id(obj), getattr(obj, "_version", None) if hasattr(obj, "shape") else None
 
 
-def _mutable(obj: Any, before: Snapshot) -> bool:
-    """Whether the same object may have changed since ``before`` (then it is compared)."""
-    if isinstance(obj, (list, dict, np.ndarray)):
-        return True
-    return before.version is not None and _version(obj) != before.version
+def _kept(obj: Any, before: Snapshot) -> bool:
+    """Whether the object a local still names holds what it held at ``before``: a NumPy
+    array's values are compared (anything may have written into it), others' stamps."""
+    if type(obj) is np.ndarray:
+        return _same_tree(obj, before.host)
+    return bool(_stamp(obj) == before.stamp)
 
 
 # ---------------------------------------------------------------------- comparing
@@ -362,6 +376,7 @@ class Walk:
         self.magnitudes: dict[tuple[int, str], float] = {}  # largest |r|
         self.frames: dict[int, int] = {}  # the backend's frame serials -> the reference's
         self.worst = 0.0
+        self.leaves: dict[tuple[int, int], tuple[Any, Any, tuple[float, float, float, float]]] = {}
 
     def matched(self, want: Event, got: Event) -> Found | None:
         """The same statement ran on both sides: compare what it changed on both."""
@@ -406,8 +421,8 @@ class Walk:
             key = (frame, name)
             if key not in self.current[0] or key not in self.current[1]:
                 continue
-            relative, absolute, magnitude, allowed = _difference(
-                self.current[1][key], self.current[0][key], self.tolerance, self.by_dtype)
+            relative, absolute, magnitude, allowed = self.difference(self.current[1][key],
+                                                                     self.current[0][key])
             self.differences[key], self.magnitudes[key] = absolute, magnitude
             if (relative > allowed and absolute > allowed * size
                     and absolute > CARRY_FACTOR * carried):
@@ -420,6 +435,37 @@ class Walk:
         branch it takes differently is then the values' doing, not a backend-specific path)."""
         return any(self.differences.get((event.frame, name), 0.0) > 0.0
                    for name in self.statements.reads(event.line))
+
+    def difference(self, value: Any, reference: Any) -> tuple[float, float, float, float]:
+        """Over the leaves of two host trees: the largest normwise relative difference, the
+        largest absolute one, the largest floating reference magnitude and the tolerance
+        (differences are infinite when the structures differ)."""
+        leaves, wanted = dict(_leaves(value)), dict(_leaves(reference))
+        if leaves.keys() != wanted.keys():
+            return float("inf"), float("inf"), 0.0, self.tolerance
+        relative = absolute = magnitude = 0.0
+        allowed = self.tolerance
+        for key, want in wanted.items():
+            got = leaves[key]
+            if got is OPAQUE or want is OPAQUE:
+                continue
+            seen = self.leaves.get((id(got), id(want)))  # a list's old items: compared already
+            if seen is None or seen[0] is not got or seen[1] is not want:
+                seen = self.leaves[(id(got), id(want))] = got, want, self.leaf(got, want)
+            leaf_relative, leaf_absolute, leaf_magnitude, leaf_allowed = seen[2]
+            relative, absolute = max(relative, leaf_relative), max(absolute, leaf_absolute)
+            magnitude, allowed = max(magnitude, leaf_magnitude), max(allowed, leaf_allowed)
+        return relative, absolute, magnitude, allowed
+
+    def leaf(self, got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, float]:
+        """:func:`_leaf_difference`, the magnitude kept for floating values only (counters and
+        indices say nothing of rounding's scale), and the tolerance for these dtypes."""
+        relative, absolute, magnitude = _leaf_difference(got, want)
+        allowed = self.tolerance
+        if self.by_dtype:
+            allowed = max(allowed, DEFAULT_RTOL.get(got.dtype.name, 0.0),
+                          DEFAULT_RTOL.get(want.dtype.name, 0.0))
+        return relative, absolute, magnitude if want.dtype.kind in "fc" else 0.0, allowed
 
 
 def _rejoin(expected: list[Event], actual: list[Event], i: int,
@@ -439,30 +485,6 @@ def _rejoin(expected: list[Event], actual: list[Event], i: int,
 def _control_flow(last: Event, worst: float, tolerance: float) -> Found:
     """The statement both sides ran last before they went separate ways."""
     return last.line, last.execution, CONTROL_FLOW, worst, tolerance
-
-
-def _difference(value: Any, reference: Any, tolerance: float,
-                by_dtype: bool) -> tuple[float, float, float, float]:
-    """Over the leaves of two host trees: the largest normwise relative difference, the largest
-    absolute one, the largest reference magnitude and the tolerance (differences are infinite
-    when the structures differ)."""
-    leaves, wanted = dict(_leaves(value)), dict(_leaves(reference))
-    if leaves.keys() != wanted.keys():
-        return float("inf"), float("inf"), 0.0, tolerance
-    relative = absolute = magnitude = 0.0
-    allowed = tolerance
-    for key, want in wanted.items():
-        got = leaves[key]
-        if got is OPAQUE or want is OPAQUE:
-            continue
-        if by_dtype:
-            allowed = max(allowed, DEFAULT_RTOL.get(got.dtype.name, 0.0),
-                          DEFAULT_RTOL.get(want.dtype.name, 0.0))
-        leaf_relative, leaf_absolute, leaf_magnitude = _leaf_difference(got, want)
-        relative, absolute = max(relative, leaf_relative), max(absolute, leaf_absolute)
-        if want.dtype.kind in "fc":  # counters and indices say nothing of rounding's scale
-            magnitude = max(magnitude, leaf_magnitude)
-    return relative, absolute, magnitude, allowed
 
 
 def _leaf_difference(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float]:
