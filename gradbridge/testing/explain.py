@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import sys
+import tokenize
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -125,9 +127,9 @@ class Statements:
             start = min([node.lineno, *(d.lineno for d in decorators)])
             for line in range(start, max(last, node.lineno) + 1):
                 self.first[line] = node.lineno
-            segment = (lines[node.lineno - 1] if compound
+            segment = ("\n".join(lines[node.lineno - 1:max(last, node.lineno)]) if compound
                        else ast.get_source_segment(source, node) or lines[node.lineno - 1])
-            self.texts[node.lineno] = " ".join(part.strip() for part in segment.splitlines())
+            self.texts[node.lineno] = _one_line(segment)
             self.names[node.lineno] = frozenset(_names_read(node))
 
     def statement(self, line: int) -> int:
@@ -144,8 +146,24 @@ class Statements:
 BODIES = frozenset({"body", "orelse", "finalbody", "handlers", "cases"})
 
 
+def _one_line(code: str) -> str:
+    """A statement's code on one line, without its comments."""
+    parts = code.splitlines()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code + "\n").readline):
+            if token.type == tokenize.COMMENT:
+                row, column = token.start
+                parts[row - 1] = parts[row - 1][:column]
+    except (tokenize.TokenError, IndentationError):  # a compound statement's header alone
+        pass
+    return " ".join(part.strip() for part in parts if part.strip())
+
+
 def _names_read(statement: ast.stmt) -> Iterator[str]:
-    """Names the statement loads, outside the bodies of a compound statement."""
+    """Names the statement loads, outside the bodies of a compound statement (``x += 1``
+    loads ``x`` too)."""
+    if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
+        yield statement.target.id
     for name, value in ast.iter_fields(statement):
         if name in BODIES:
             continue
