@@ -109,7 +109,7 @@ EXPERIMENTS = textwrap.dedent('''
         return {"x": x}
 
 
-    def regression(be, *, epochs: int = 20, lr: float = 0.1, n: int = 100):
+    def regression(be, *, epochs: int = 10, lr: float = 0.1, n: int = 50):
         rng = np.random.default_rng(42)
         x_host = rng.uniform(0.0, 1.0, n)
         x, y = be.from_host(x_host), be.from_host(3 * x_host + 2 + 0.1 * rng.standard_normal(n))
@@ -127,7 +127,7 @@ EXPERIMENTS = textwrap.dedent('''
         return {"w": params["w"], "b": params["b"], "loss": be.stack(losses)}
 
 
-    def converged(be, *, epochs: int = 200, lr: float = 0.5, n: int = 100):
+    def converged(be, *, epochs: int = 60, lr: float = 0.5, n: int = 100):
         rng = np.random.default_rng(0)
         x = be.from_host(rng.uniform(-1.0, 1.0, n))
         y = be.from_host(3 * np.linspace(-1.0, 1.0, n) + 2)
