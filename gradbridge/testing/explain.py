@@ -49,7 +49,11 @@ MAX_DEPTH = 8
 
 @dataclass(frozen=True)
 class Divergence:
-    """The statement where a backend first computes something else than the reference."""
+    """The statement where a backend first computes something else than the reference.
+
+    Where the two sides part ways instead (``variable`` is ``"<control flow>"``), the statement
+    both ran last, and the largest difference among the values before it.
+    """
 
     file: str
     line: int
@@ -67,7 +71,7 @@ class Divergence:
         sides = f"between {self.backend} and {self.reference}"
         if self.variable == CONTROL_FLOW:
             return (f"{where}: the control flow differs after this statement {sides}\n"
-                    f"  (every value before it agreed within {self.difference:.1e}, "
+                    f"  (the values before it differ by at most {self.difference:.1e}, "
                     f"tolerance {self.tolerance:.2g})")
         what = {RETURN: "the returned value", EXPRESSION: "an argument it passes"}.get(
             self.variable, self.variable)
@@ -224,7 +228,7 @@ class Recorder:
         self.calls: Counter[CodeType] = Counter()
         self.frames: dict[FrameType, FrameState] = {}
         self.entered = 0
-        self.hosted: dict[int, Snapshot] = {}  # id -> the framework arrays copied so far
+        self.hosted: dict[int, Snapshot] = {}  # id -> container items copied so far
 
     def run(self, fn: Callable[..., Any], settings: dict[str, Any]) -> list[Event]:
         previous = sys.gettrace()
@@ -310,13 +314,14 @@ class Recorder:
             return OPAQUE
         stamp, seen = _stamp(obj), self.hosted.get(id(obj))
         if seen is not None and seen.obj is obj and seen.stamp == stamp:
-            return seen.host  # (a list of steps' losses is not copied again at every line)
+            return seen.host
         try:
             value = np.array(obj if number else self.be.to_numpy(obj))
         except Exception:  # a traced value inside grad refuses: it is not compared
             return OPAQUE
         host = value if value.dtype.kind in "biufc" else OPAQUE
-        self.hosted[id(obj)] = Snapshot(obj, stamp, host)
+        if depth:  # an item of a container (a list of losses): not copied again at every line
+            self.hosted[id(obj)] = Snapshot(obj, stamp, host)
         return host
 
 
@@ -334,7 +339,9 @@ def _kept(obj: Any, before: Snapshot) -> bool:
     """Whether the object a local still names holds what it held at ``before``: a NumPy
     array's values are compared (anything may have written into it), others' stamps."""
     if type(obj) is np.ndarray:
-        return _same_tree(obj, before.host)
+        host = before.host
+        return isinstance(host, np.ndarray) and obj.shape == host.shape and bool(
+            np.array_equal(obj, host, equal_nan=obj.dtype.kind in "fc"))
     return bool(_stamp(obj) == before.stamp)
 
 
@@ -445,7 +452,7 @@ class Walk:
             if (relative > allowed and absolute > allowed * size
                     and absolute > CARRY_FACTOR * carried):
                 return event.line, event.execution, name, relative, allowed
-            self.worst = max(self.worst, min(relative, allowed))
+            self.worst = max(self.worst, relative)
         return None
 
     def steered(self, event: Event) -> bool:
@@ -534,17 +541,6 @@ def _leaves(tree: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from _leaves(item, f"{path}[{index}]")
     else:
         yield path, tree
-
-
-def _same_tree(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return a.shape == b.shape and a.dtype == b.dtype and bool(
-            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_tree(a[k], b[k]) for k in a)
-    return a is b
 
 
 def _label(be: Any) -> str:
