@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import operator
 import sys
 import tokenize
 from collections import Counter
@@ -286,10 +287,14 @@ class Recorder:
         changed: dict[str, Any] = {}
         for name, obj in frame.f_locals.items():
             before = state.snapshot.get(name)
-            if before is not None and obj is before.obj and _kept(obj, before):
-                continue
-            host = self.host(obj)
-            state.snapshot[name] = Snapshot(obj, _stamp(obj), host)
+            stamp = _stamp(obj)
+            if before is not None and obj is before.obj:
+                if _kept(obj, stamp, before):
+                    continue
+                host = self.grown(obj, stamp, before)
+            else:
+                host = self.host(obj)
+            state.snapshot[name] = Snapshot(obj, stamp, host)
             if host is not OPAQUE:
                 changed[name] = host
         if returned is not OPAQUE:
@@ -297,6 +302,15 @@ class Recorder:
             if host is not OPAQUE:
                 changed[RETURN] = host
         self.events.append(Event(state.serial, state.line, state.execution, changed))
+
+    def grown(self, obj: Any, stamp: Any, before: Snapshot) -> Any:
+        """The host copy of a list that only grew since ``before`` (``losses.append``): the
+        old items' copies and copies of the new ones; else a fresh copy of everything."""
+        old, new = before.stamp, stamp
+        if (type(obj) is list and type(before.host) is list and not old[2] and not new[2]
+                and new[1][:len(old[1])] == old[1]):
+            return before.host + [self.host(item, 1) for item in obj[len(old[1]):]]
+        return self.host(obj)
 
     def host(self, obj: Any, depth: int = 0) -> Any:
         """A NumPy copy of an array or number, lists/tuples/dicts of them kept; OPAQUE else."""
@@ -326,23 +340,26 @@ class Recorder:
 
 
 def _stamp(obj: Any, depth: int = 0) -> Any:
-    """What changes when ``obj`` is changed in place: a container's items, a torch tensor's
-    ``_version`` (its count of in-place writes); otherwise only the object's identity."""
-    if depth < MAX_DEPTH and isinstance(obj, (list, tuple)):
-        return tuple(_stamp(item, depth + 1) for item in obj)
-    if depth < MAX_DEPTH and isinstance(obj, dict):
-        return tuple((key, _stamp(item, depth + 1)) for key, item in obj.items())
+    """What changes when ``obj`` is changed in place: which objects a container holds (and
+    what its inner containers hold), a torch tensor's ``_version`` (its count of in-place
+    writes); otherwise only the object's identity. (Writes into an array a container holds are
+    not seen: looking at every item at every line would cost a long loop too much.)"""
+    if depth < MAX_DEPTH and isinstance(obj, (list, tuple, dict)):
+        items = obj.values() if isinstance(obj, dict) else obj
+        inner = tuple(_stamp(item, depth + 1) for item in items
+                      if isinstance(item, (list, tuple, dict)))
+        return tuple(obj) if isinstance(obj, dict) else (), tuple(map(id, items)), inner
     return id(obj), getattr(obj, "_version", None) if hasattr(obj, "shape") else None
 
 
-def _kept(obj: Any, before: Snapshot) -> bool:
+def _kept(obj: Any, stamp: Any, before: Snapshot) -> bool:
     """Whether the object a local still names holds what it held at ``before``: a NumPy
     array's values are compared (anything may have written into it), others' stamps."""
     if type(obj) is np.ndarray:
         host = before.host
         return isinstance(host, np.ndarray) and obj.shape == host.shape and bool(
             np.array_equal(obj, host, equal_nan=obj.dtype.kind in "fc"))
-    return bool(_stamp(obj) == before.stamp)
+    return bool(stamp == before.stamp)
 
 
 # ---------------------------------------------------------------------- comparing
@@ -402,6 +419,7 @@ class Walk:
         self.frames: dict[int, int] = {}  # the backend's frame serials -> the reference's
         self.worst = 0.0
         self.leaves: dict[tuple[int, int], tuple[Any, Any, tuple[float, float, float, float]]] = {}
+        self.series: dict[tuple[int, str], tuple[list[Any], list[Any], list[float]]] = {}
 
     def matched(self, want: Event, got: Event) -> Found | None:
         """The same statement ran on both sides: compare what it changed on both."""
@@ -446,8 +464,10 @@ class Walk:
             key = (frame, name)
             if key not in self.current[0] or key not in self.current[1]:
                 continue
-            relative, absolute, magnitude, allowed = self.difference(self.current[1][key],
-                                                                     self.current[0][key])
+            value, reference = self.current[1][key], self.current[0][key]
+            relative, absolute, magnitude, allowed = (
+                self.grown(key, value, reference) if type(value) is type(reference) is list
+                else self.difference(value, reference))
             self.differences[key], self.magnitudes[key] = absolute, magnitude
             if (relative > allowed and absolute > allowed * size
                     and absolute > CARRY_FACTOR * carried):
@@ -465,22 +485,49 @@ class Walk:
         """Over the leaves of two host trees: the largest normwise relative difference, the
         largest absolute one, the largest floating reference magnitude and the tolerance
         (differences are infinite when the structures differ)."""
-        leaves, wanted = dict(_leaves(value)), dict(_leaves(reference))
-        if leaves.keys() != wanted.keys():
+        found = [0.0, 0.0, 0.0, self.tolerance]
+        if not self.gather(value, reference, found):
             return float("inf"), float("inf"), 0.0, self.tolerance
-        relative = absolute = magnitude = 0.0
-        allowed = self.tolerance
-        for key, want in wanted.items():
-            got = leaves[key]
-            if got is OPAQUE or want is OPAQUE:
-                continue
-            seen = self.leaves.get((id(got), id(want)))  # a list's old items: compared already
-            if seen is None or seen[0] is not got or seen[1] is not want:
-                seen = self.leaves[(id(got), id(want))] = got, want, self.leaf(got, want)
-            leaf_relative, leaf_absolute, leaf_magnitude, leaf_allowed = seen[2]
-            relative, absolute = max(relative, leaf_relative), max(absolute, leaf_absolute)
-            magnitude, allowed = max(magnitude, leaf_magnitude), max(allowed, leaf_allowed)
-        return relative, absolute, magnitude, allowed
+        return found[0], found[1], found[2], found[3]
+
+    def grown(self, key: tuple[int, str], value: Any, reference: Any
+              ) -> tuple[float, float, float, float]:
+        """:meth:`difference` of two lists that may have only grown since they were compared
+        last under ``key`` (a series of losses): only their new items are compared."""
+        before = self.series.get(key)
+        found, start = [0.0, 0.0, 0.0, self.tolerance], 0
+        if before is not None and len(value) == len(reference):
+            old_value, old_reference, old_found = before
+            start = len(old_value)
+            if start <= len(value) and all(map(operator.is_, old_value, value)) and all(
+                    map(operator.is_, old_reference, reference)):
+                found = list(old_found)
+            else:
+                start = 0
+        if len(value) != len(reference) or not all(
+                self.gather(g, w, found) for g, w in zip(value[start:], reference[start:],
+                                                         strict=True)):
+            return float("inf"), float("inf"), 0.0, self.tolerance
+        self.series[key] = value, reference, found
+        return found[0], found[1], found[2], found[3]
+
+    def gather(self, got: Any, want: Any, found: list[float]) -> bool:
+        """Fold the leaves' comparisons into ``found``; False if the structures differ."""
+        if type(want) is list:
+            return type(got) is list and len(got) == len(want) and all(
+                self.gather(g, w, found) for g, w in zip(got, want, strict=True))
+        if type(want) is dict:
+            return type(got) is dict and got.keys() == want.keys() and all(
+                self.gather(got[key], item, found) for key, item in want.items())
+        if got is OPAQUE or want is OPAQUE or type(got) is not np.ndarray:
+            return type(got) is not list and type(got) is not dict
+        seen = self.leaves.get((id(got), id(want)))  # a list's old items: compared already
+        if seen is None or seen[0] is not got or seen[1] is not want:
+            seen = self.leaves[(id(got), id(want))] = got, want, self.leaf(got, want)
+        for index, number in enumerate(seen[2]):
+            if number > found[index]:
+                found[index] = number
+        return True
 
     def leaf(self, got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, float]:
         """:func:`_leaf_difference`, the magnitude kept for floating values only (counters and
@@ -529,18 +576,6 @@ def _leaf_difference(got: np.ndarray, want: np.ndarray) -> tuple[float, float, f
         return 0.0, 0.0, magnitude
     scale = float(np.linalg.norm(finite.ravel()))
     return float(np.linalg.norm(delta.ravel())) / max(scale, TINY), float(delta.max()), magnitude
-
-
-def _leaves(tree: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(tree, dict):
-        for key, item in tree.items():
-            yield from _leaves(item, f"{path}[{key!r}]")
-    elif isinstance(tree, list):
-        yield f"{path}#{len(tree)}", OPAQUE  # lists of other lengths differ in structure
-        for index, item in enumerate(tree):
-            yield from _leaves(item, f"{path}[{index}]")
-    else:
-        yield path, tree
 
 
 def _label(be: Any) -> str:
