@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 import textwrap
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_backend
 
 import gradbridge as gb
 from gradbridge.core.backend import InvalidArgument
@@ -162,16 +162,10 @@ def marked(tag: str) -> int:
     return next(n for n, text in enumerate(lines, 1) if text.endswith(f"# born: {tag}"))
 
 
-def backend(name: str, dtype: str) -> Any:
-    if name != "numpy":
-        pytest.importorskip(name)
-    return gb.get_backend(name, dtype=dtype)
-
-
 @pytest.mark.parametrize(("name", "dtype"), FLOAT64 + FLOAT32)
 def test_a_loop_is_blamed_on_the_line_and_iteration_where_the_difference_is_born(
         experiments: ModuleType, name: str, dtype: str) -> None:
-    found = explain(experiments.loop, backend(name, dtype))
+    found = explain(experiments.loop, make_backend(name, dtype))
     assert found is not None
     assert (found.file, found.line) == (experiments.__file__, marked("loop"))  # not a later line
     assert (found.variable, found.execution) == ("v", 5)  # the 5th iteration's
@@ -183,14 +177,14 @@ def test_a_loop_is_blamed_on_the_line_and_iteration_where_the_difference_is_born
 
 def test_a_branch_only_one_backend_runs_is_blamed_on_its_statement(
         experiments: ModuleType) -> None:
-    found = explain(experiments.branch, backend("torch", "float64"))
+    found = explain(experiments.branch, make_backend("torch", "float64"))
     assert found is not None
     assert (found.line, found.execution, found.variable) == (marked("branch"), 1, "v")
     assert found.source == "v = v * (1 + 1e-3)"  # the statement, without its comment
 
 
 def test_an_in_place_append_counts(experiments: ModuleType) -> None:
-    found = explain(experiments.appended, backend("jax", "float64"))
+    found = explain(experiments.appended, make_backend("jax", "float64"))
     assert found is not None
     assert (found.line, found.execution, found.variable) == (marked("append"), 3, "losses")
     assert found.difference == pytest.approx(1e-4, rel=1e-6)  # float64: rounding is 1e-16
@@ -199,7 +193,7 @@ def test_an_in_place_append_counts(experiments: ModuleType) -> None:
 @pytest.mark.parametrize("function", ["nested", "argument"])
 def test_functions_of_the_users_file_are_followed(experiments: ModuleType,
                                                   function: str) -> None:
-    found = explain(getattr(experiments, function), backend("torch", "float64"))
+    found = explain(getattr(experiments, function), make_backend("torch", "float64"))
     assert found is not None
     if function == "nested":  # born inside a helper, not at the calls that carry it out
         assert (found.line, found.execution, found.variable) == (marked("helper"), 3, "y")
@@ -215,7 +209,7 @@ def test_functions_of_the_users_file_are_followed(experiments: ModuleType,
 def test_operators_and_namespace_calls_are_blamed_where_float32_overflows(
         experiments: ModuleType, function: str, tag: str, variable: str) -> None:
     for name, dtype in FLOAT32:
-        found = explain(getattr(experiments, function), backend(name, dtype))
+        found = explain(getattr(experiments, function), make_backend(name, dtype))
         assert found is not None, name
         assert (found.line, found.execution, found.variable) == (marked(tag), 1, variable)
         assert found.difference == float("inf")  # inf against ~1e40 or ~2.7e43
@@ -223,9 +217,9 @@ def test_operators_and_namespace_calls_are_blamed_where_float32_overflows(
 
 def test_control_flow_steered_by_a_differing_value_is_reported_as_such(
         experiments: ModuleType) -> None:
-    found = explain(experiments.steered, backend("torch", "float64"))
+    found = explain(experiments.steered, make_backend("torch", "float64"))
     assert found is not None
-    # x = 0.25 * (1 - 2e-12) breaks on torch in the 2nd test; x = 0.25 goes on on NumPy
+    # at the 2nd `if`, x = 0.25 * (1 - 2e-12) breaks on torch while x = 0.25 goes on on NumPy
     assert (found.line, found.execution, found.variable) == (marked("steered"), 2,
                                                              "<control flow>")
     assert "control flow differs after this statement" in str(found)
@@ -236,14 +230,14 @@ def test_control_flow_steered_by_a_differing_value_is_reported_as_such(
 @pytest.mark.parametrize("function", ["regression", "converged"])
 def test_agreeing_backends_give_none(experiments: ModuleType, function: str, name: str,
                                      dtype: str) -> None:
-    assert explain(getattr(experiments, function), backend(name, dtype)) is None
+    assert explain(getattr(experiments, function), make_backend(name, dtype)) is None
 
 
 @pytest.mark.parametrize(("name", "dtype"), [("numpy", "float32"), *FLOAT32])
 @pytest.mark.parametrize("function", ["regression", "converged"])
 def test_float32_rounding_is_not_blamed(experiments: ModuleType, function: str, name: str,
                                         dtype: str) -> None:
-    fn, be = getattr(experiments, function), backend(name, dtype)
+    fn, be = getattr(experiments, function), make_backend(name, dtype)
     single, double = fn(be), fn(gb.get_backend("numpy", dtype="float64"))
     gaps = [np.max(np.abs(be.to_numpy(single[k]) - double[k]) / np.abs(double[k]))
             for k in double]
@@ -253,7 +247,7 @@ def test_float32_rounding_is_not_blamed(experiments: ModuleType, function: str, 
 
 def test_a_difference_only_carried_and_amplified_is_not_blamed_where_it_crosses(
         experiments: ModuleType) -> None:
-    be = backend("torch", "float32")
+    be = make_backend("torch", "float32")
     single, double = experiments.unstable(be), experiments.unstable(
         gb.get_backend("numpy", dtype="float64"))
     gap = abs(float(be.to_numpy(single["x"])) - float(double["x"])) / float(double["x"])
@@ -262,7 +256,7 @@ def test_a_difference_only_carried_and_amplified_is_not_blamed_where_it_crosses(
 
 
 def test_rtol_is_the_callers_when_given(experiments: ModuleType) -> None:
-    be = backend("torch", "float64")
+    be = make_backend("torch", "float64")
     assert explain(experiments.appended, be, rtol=1e-3) is None  # the 1e-4 is within 1e-3
     found = explain(experiments.appended, be, rtol=1e-5)
     assert found is not None and found.tolerance == 1e-5
@@ -270,7 +264,7 @@ def test_rtol_is_the_callers_when_given(experiments: ModuleType) -> None:
 
 @pytest.mark.parametrize("name", ["numpy", "jax", "torch"])
 def test_eager_runs_jitted_functions_as_written(name: str) -> None:
-    be = backend(name, "float64")
+    be = make_backend(name, "float64")
     runs = []
 
     def double(x: object) -> object:
