@@ -46,6 +46,9 @@ OPAQUE = object()
 """A value that is not compared (a function, a backend, a traced value inside ``grad``)."""
 NUMBERS = (bool, int, float, complex, np.generic)
 MAX_DEPTH = 8
+COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+"""Frames not traced: their result shows in the statement that holds them (as from Python 3.12,
+where comprehensions run in their caller's frame)."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ class Recorder:
     def __init__(self, be: Any, file: str, statements: Statements) -> None:
         self.be, self.file, self.statements = be, file, statements
         self.events: list[Event] = []
-        self.executions: Counter[int] = Counter()
+        self.executions: Counter[tuple[CodeType, int]] = Counter()  # by function and line
         self.calls: Counter[CodeType] = Counter()
         self.frames: dict[FrameType, FrameState] = {}
         self.entered = 0
@@ -242,7 +245,8 @@ class Recorder:
         return self.events
 
     def on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event != "call" or frame.f_code.co_filename != self.file:
+        code = frame.f_code
+        if event != "call" or code.co_filename != self.file or code.co_name in COMPREHENSIONS:
             return None
         state = FrameState(self.entered)
         self.entered += 1
@@ -272,8 +276,8 @@ class Recorder:
             if line == state.line and frame.f_lasti > state.offset:
                 return self.on_event  # another line of the statement that is running
             self.finish(frame, state)
-            self.executions[line] += 1
-            state.line, state.execution = line, self.executions[line]
+            self.executions[frame.f_code, line] += 1  # (a comprehension on it counts apart)
+            state.line, state.execution = line, self.executions[frame.f_code, line]
             state.offset = frame.f_lasti
         elif event == "return":
             self.finish(frame, state, arg)

@@ -53,6 +53,14 @@ EXPERIMENTS = textwrap.dedent('''
         return {"loss": be.stack(losses)}
 
 
+    def comprehension(be, *, steps: int = 6):
+        params = {"a": be.asarray(1.0), "b": be.asarray(2.0)}
+        for i in range(steps):
+            params = {k: p * (1 + 1e-3 * (be.name != "numpy" and i == 3))  # born: comprehension
+                      for k, p in params.items()}
+        return params
+
+
     def damp(x, k, name):
         y = x * 0.5
         y = y * (1 + 1e-4 * (name != "numpy" and k == 2))  # born: helper
@@ -188,6 +196,13 @@ def test_an_in_place_append_counts(experiments: ModuleType) -> None:
     assert found is not None
     assert (found.line, found.execution, found.variable) == (marked("append"), 3, "losses")
     assert found.difference == pytest.approx(1e-4, rel=1e-6)  # float64: rounding is 1e-16
+
+
+def test_a_comprehension_is_part_of_its_statement(experiments: ModuleType) -> None:
+    found = explain(experiments.comprehension, make_backend("torch", "float64"))
+    assert found is not None  # the 4th iteration's statement, not the comprehension's frame
+    assert (found.line, found.execution, found.variable) == (marked("comprehension"), 4,
+                                                             "params")
 
 
 @pytest.mark.parametrize("function", ["nested", "argument"])
