@@ -89,7 +89,8 @@ def explain(fn: Callable[..., Any], backend: Any, reference: Any = None, *,
     """Run ``fn(be, **settings)`` eagerly on ``backend`` and ``reference`` (default NumPy
     float64) and return where their values first differ beyond ``rtol``, or None if nowhere.
 
-    ``rtol`` defaults from the less precise of the two backends' dtypes (DEFAULT_RTOL).
+    ``rtol`` defaults from the less precise of the two backends' dtypes (DEFAULT_RTOL). Only
+    the lines of ``fn``'s file are traced; values inside ``grad`` (traced) are not compared.
     """
     import gradbridge as gb
 
