@@ -301,6 +301,9 @@ class JaxBackend(BackendBase):
             return jax.enable_x64(True)
         return contextlib.nullcontext()
 
+    def eager(self) -> contextlib.AbstractContextManager[Any]:
+        return jax.disable_jit()
+
 
 NATIVE.add(JaxBackend)  # methods see the backend itself as their first argument
 bind_namespace(JaxBackend, ONE_FRAMEWORK)

@@ -54,6 +54,7 @@ Subgradients
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import os
@@ -409,6 +410,11 @@ class TorchBackend(BackendBase):
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return torch.compile(fn) if self._compile else fn
+
+    def eager(self) -> contextlib.AbstractContextManager[Any]:
+        if self._compile:
+            return torch.compiler.set_stance("force_eager")
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

@@ -369,6 +369,9 @@ class Backend(Protocol):
         precision; only JAX in float64 under GRADBRIDGE_JAX_X64=scoped needs one
         (``jax.enable_x64``), elsewhere it does nothing.
         ``use_backend`` enters it for its block."""
+    def eager(self) -> contextlib.AbstractContextManager[Any]:
+        """A block in which functions from ``jit`` run their Python on every call, as written
+        (JAX without jit, NumPy without replay, torch without compile): what ``explain`` traces."""
 
 
 # ----------------------------------------------------------------- shared behaviour
@@ -422,7 +425,7 @@ class BackendBase:
     A subclass sets ``name``, implements :meth:`available_devices`, :meth:`framework_version`
     and the array operations, and gets device/dtype resolution, ``dot``, ``grad``,
     ``logsumexp``, ``mean_squared_error``, a Python ``scan``, a no-op ``jit``/``synchronize``
-    and an empty ``scope`` for free.
+    and an empty ``scope`` and ``eager`` for free.
     """
 
     name: ClassVar[str] = "base"
@@ -606,6 +609,9 @@ class BackendBase:
         return None
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def eager(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
 
 

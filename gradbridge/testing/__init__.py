@@ -1,4 +1,5 @@
-"""Assertions for testing code that runs on several backends; the pytest plugin is in ``plugin``.
+"""Assertions for testing code that runs on several backends; the pytest plugin is in ``plugin``,
+and ``explain`` (in ``explain``) names the statement where two backends start to disagree.
 
 ``assert_close`` compares arrays of any framework with a tolerance taken from their dtype;
 ``assert_backends_agree`` runs one function on several backends and compares the results. Both
@@ -17,7 +18,7 @@ DEFAULT_RTOL: dict[str, float] = {"float64": 1e-10, "float32": 1e-5, "float16": 
 for other summation orders); float32 carries ~6e-8 per operation, 1e-5 covers short chains.
 Integer and boolean arrays must be equal."""
 
-__all__ = ["DEFAULT_RTOL", "assert_backends_agree", "assert_close"]
+__all__ = ["DEFAULT_RTOL", "Divergence", "assert_backends_agree", "assert_close", "explain"]
 
 
 def to_host(x: Any) -> np.ndarray:
@@ -110,3 +111,6 @@ def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, np.ndarray]]:
         return [leaf for i, value in enumerate(tree)
                 for leaf in _leaves(value, f"{prefix}[{i}]")]
     return [(prefix, tree)]
+
+
+from gradbridge.testing.explain import Divergence, explain  # noqa: E402  (it reads DEFAULT_RTOL)

@@ -10,6 +10,7 @@ operation refuses another framework's arrays, which NumPy would convert silently
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -148,6 +149,9 @@ class NumpyBackend(BackendBase):
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return staging.jit(fn)
+
+    def eager(self) -> contextlib.AbstractContextManager[Any]:
+        return staging.eager()
 
 
 NATIVE.add(NumpyBackend)  # methods see the backend itself as their first argument

@@ -31,12 +31,13 @@ then runs eagerly on later calls, with the same results; ``reason`` says why.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import operator
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,12 @@ UFUNC_OPERATORS: dict[Any, str] = {np.add: "+", np.subtract: "-", np.multiply: "
 MARK = "\x00"
 """Brackets a variable's name in recorded code until the program is written out (a NUL
 cannot occur in the repr of a constant, so only variables are ever replaced)."""
+
+
+EAGER: contextvars.ContextVar[bool] = contextvars.ContextVar("gradbridge_numpy_eager",
+                                                            default=False)
+"""True inside :func:`eager`: jitted functions call ``fn`` itself, neither tracing nor
+replaying."""
 
 
 class Unstageable(Exception):
@@ -649,7 +656,7 @@ class Staged:
         self.source: str | None = None  # the program traced last
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs:
+        if kwargs or EAGER.get():
             return self.fn(*args, **kwargs)
         leaves: list[Any] = []
         try:
@@ -704,6 +711,16 @@ def _keep(kept: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     while len(kept) > PROGRAMS_KEPT:  # another thread may be here too
         with contextlib.suppress(KeyError):
             kept.popitem(last=False)
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """A block in which jitted functions run ``fn`` on every call (its Python runs as written)."""
+    token = EAGER.set(True)
+    try:
+        yield
+    finally:
+        EAGER.reset(token)
 
 
 def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
