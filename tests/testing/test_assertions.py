@@ -91,5 +91,5 @@ def test_is_exported_as_gb_testing() -> None:
     code = "import gradbridge as gb; print(gb.testing.assert_close.__module__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False, timeout=60)
-    assert done.stdout.strip() == "gradbridge.testing", done.stderr
+    assert done.stdout.strip() == "gradbridge.testing.assertions", done.stderr
     assert gb.testing.assert_close is assert_close

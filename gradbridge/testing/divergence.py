@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from gradbridge.core.backend import InvalidArgument
-from gradbridge.testing import DEFAULT_RTOL
+from gradbridge.testing.assertions import DEFAULT_RTOL
 
 __all__ = ["Divergence", "explain"]
 
