@@ -1,16 +1,16 @@
 """The comparison grid: experiment x backend x device x dtype, run cell by cell, safe to kill.
 
-Each finished run is written at once as its own file ``runs/<cell>.json`` (temp file +
-``os.replace``), and ``results.json`` / ``results.csv`` are re-assembled the same way after it,
-so killing a comparison at any moment leaves only complete files. ``--resume`` reads the grid
-back from ``manifest.json`` and runs only the cells that have no finished run file made with
-the same settings (each run file stores the settings its experiment uses).
+Each finished run is written at once as its own file ``runs/<cell>.json`` (see
+:mod:`gradbridge.experiments.store`), and ``results.json`` / ``results.csv`` are re-assembled
+after it, so killing a comparison at any moment leaves only complete files. ``--resume`` reads
+the grid back from ``manifest.json`` and runs only the cells that have no finished run file
+made with the same settings. Experiments are found through :mod:`~gradbridge.experiments.loader`
+and are all alike here: built-in or the user's own, none is named.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import resource
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gradbridge.config import read_toml
-from gradbridge.core import data
 from gradbridge.core.backend import (
     DTYPES,
     Backend,
@@ -32,42 +33,64 @@ from gradbridge.core.backend import (
     normalize_device,
     normalize_dtype,
 )
-from gradbridge.experiments import catalog, manifest, report
+from gradbridge.experiments import loader, manifest, report, store
 from gradbridge.experiments.agreement import differences, verdict
-from gradbridge.experiments.catalog import Outcome, Settings
-
-RESULTS_ROOT = Path("results")
-KEPT_STATUSES = ("ok", "skipped")  # finished runs that --resume keeps; errors are redone
-
+from gradbridge.experiments.api import Experiment, ExperimentError, Outputs, Tolerances
+from gradbridge.experiments.record import Results, RunRecord
 
 # -------------------------------------------------------------------------- the grid
 
 
 @dataclass(frozen=True)
 class Grid:
-    """What to run: experiments x backends x devices x dtypes, and the experiments' settings."""
+    """What to run: experiments x backends x devices x dtypes, and each experiment's settings.
+
+    ``experiments`` are references as :func:`loader.load` takes them; ``settings`` maps each
+    experiment's name to its full settings; ``tolerance`` overrides every experiment's own.
+    """
 
     experiments: tuple[str, ...]
     backends: tuple[str, ...]
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]
-    settings: Settings = dataclasses.field(default_factory=Settings)
+    settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     backends_named: bool = False  # chosen by the user: one that cannot run is a failure
+    tolerance: Mapping[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"experiments": list(self.experiments), "backends": list(self.backends),
                 "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "settings": self.settings.as_dict(), "backends_named": self.backends_named}
+                "settings": {k: dict(v) for k, v in self.settings.items()},
+                "backends_named": self.backends_named,
+                "tolerance": None if self.tolerance is None else dict(self.tolerance)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Grid:
-        return cls(tuple(data["experiments"]), tuple(data["backends"]), tuple(data["devices"]),
-                   tuple(data["dtypes"]), catalog.settings_from_mapping(data["settings"]),
-                   bool(data.get("backends_named", False)))  # older manifests lack the flag
+        grid = cls(tuple(data["experiments"]), tuple(data["backends"]), tuple(data["devices"]),
+                   tuple(data["dtypes"]), {k: dict(v) for k, v in data["settings"].items()},
+                   bool(data.get("backends_named", False)), data.get("tolerance"))
+        for name, experiment in grid.loaded().items():  # stored settings must still be valid
+            experiment.settings(grid.settings.get(name, {}), where="the stored grid")
+        return grid
+
+    def loaded(self) -> dict[str, Experiment]:
+        """The grid's experiments by name, with ``tolerance`` applied (files imported once)."""
+        found: dict[str, Experiment] = {}
+        for reference in self.experiments:
+            experiment = loader.load(reference)
+            if experiment.name in found:
+                raise ExperimentError(f"two experiments are called {experiment.name} "
+                                      f"({found[experiment.name].where} and {experiment.where});"
+                                      " rename one of the functions")
+            if self.tolerance is not None:
+                tolerances = Tolerances(**{**dataclasses.asdict(experiment.tolerances),
+                                           **self.tolerance})
+                experiment = dataclasses.replace(experiment, tolerances=tolerances)
+            found[experiment.name] = experiment
+        return found
 
     def settings_of(self, experiment: str) -> dict[str, Any]:
-        """The settings ``experiment``'s numbers depend on, as ``{"section.key": value}``."""
-        return self.settings.flat(catalog.get(experiment).uses)
+        return dict(self.settings.get(experiment, {}))
 
 
 @dataclass(frozen=True)
@@ -88,8 +111,9 @@ class Cell:
         device = self.device.replace(":", "")
         return f"{self.experiment}__{self.backend}__{device}__{self.dtype}.json"
 
-    def as_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.experiment, self.backend, self.device, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -104,55 +128,54 @@ class Event:
 
 def cells(grid: Grid) -> list[Cell]:
     """The grid's runs in order: experiments outermost (cheap ones first), dtypes innermost."""
-    return [Cell(e, b, d, t) for e in grid.experiments for b in grid.backends
+    return [Cell(e, b, d, t) for e in grid.loaded() for b in grid.backends
             for d in grid.devices for t in grid.dtypes]
 
 
 def grid_from_options(*, backends: Sequence[str] | None = None,
                       devices: Sequence[str] | None = None,
                       dtypes: Sequence[str] | None = None,
-                      experiments: Sequence[str] | None = None, epochs: int | None = None,
-                      sizes: Sequence[str | int | float] | None = None,
-                      repeats: int | None = None, quick: bool = False,
-                      settings: Settings | None = None) -> Grid:
-    """A validated Grid; None means the default (every known backend, cpu, both dtypes, all)."""
+                      experiments: Sequence[str] | None = None,
+                      settings: Mapping[str, Mapping[str, Any]] | None = None,
+                      text: bool = False, where: str = "--set",
+                      tolerance: Mapping[str, float] | None = None) -> Grid:
+    """A validated Grid; None means the default (every known backend, cpu, both dtypes, every
+    built-in experiment). ``settings`` maps experiment names to settings (``text``: strings to
+    parse, as from ``--set``); ``where`` says where they came from, for errors."""
     from gradbridge.core.registry import known_specs, spec_for
 
-    settings = settings or Settings()
-    timing = catalog.QUICK_TIMING if quick else settings.timing
-    timing = dataclasses.replace(
-        timing,
-        sizes=timing.sizes if sizes is None else tuple(_size(s) for s in sizes),
-        repeats=timing.repeats if repeats is None else repeats)
-    regression = settings.regression if epochs is None else dataclasses.replace(
-        settings.regression, epochs=epochs)
-    settings = dataclasses.replace(settings, timing=timing, regression=regression)
+    references = _unique("experiments", experiments, loader.builtin_names(), loader.canonical)
+    if tolerance is not None:
+        Tolerances(**tolerance)  # checked here, where it was given
     grid = Grid(
-        experiments=_unique("experiments", experiments, list(catalog.EXPERIMENTS),
-                            lambda e: catalog.get(e).name),
+        experiments=references,
         backends=_unique("backends", backends, list(known_specs()), lambda b: spec_for(b).name),
         devices=_unique("devices", devices, ["cpu"], _concrete_device),
         dtypes=_unique("dtypes", dtypes, list(DTYPES), normalize_dtype),
-        settings=settings, backends_named=backends is not None,
-    )
-    given = {"--epochs": epochs, "--sizes": sizes, "--repeats": repeats}
-    check_used(grid, {OPTION_SETTINGS[k]: k for k, v in given.items() if v is not None})
-    return grid
+        backends_named=backends is not None, tolerance=tolerance)
+    loaded = grid.loaded()
+    given = dict(settings or {})
+    for name in given:
+        if name not in loaded:
+            raise InvalidArgument(f"{where} names experiment {name!r}, which is not in the grid "
+                                  f"({', '.join(loaded)}); add it to the experiments or drop "
+                                  "its settings")
+    return dataclasses.replace(grid, settings={
+        name: experiment.settings(given.get(name, {}), where=where, text=text)
+        for name, experiment in loaded.items()})
 
 
-OPTION_SETTINGS = {"--epochs": "regression.epochs", "--sizes": "timing.sizes",
-                   "--repeats": "timing.repeats"}
-
-
-def check_used(grid: Grid, given: Mapping[str, str]) -> None:
-    """Each setting given (``{"section.key": how it was given}``) must matter to the grid."""
-    for setting, how in given.items():
-        users = catalog.users_of(setting)
-        if not set(users) & set(grid.experiments):
-            raise InvalidArgument(
-                f"{how} is not used by any experiment in the grid "
-                f"({', '.join(grid.experiments)}): {setting} is used only by "
-                f"{', '.join(users)}; add {users[0]} to the experiments or drop {how}")
+def parse_sets(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["fn.key=value", ...]`` (the ``--set`` options) as ``{fn: {key: value}}``."""
+    result: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        key, equals, value = rest.partition("=")
+        if not (dot and equals and name and key.strip()):
+            raise InvalidArgument(f"--set {item!r} is not valid; write --set "
+                                  "EXPERIMENT.KEY=VALUE, e.g. --set spring.steps=100")
+        result.setdefault(name.strip(), {})[key.strip()] = value
+    return result
 
 
 def _unique(what: str, names: Sequence[str] | None, default: Sequence[str],
@@ -176,22 +199,11 @@ def _concrete_device(device: str) -> str:
     return name
 
 
-def _size(value: str | int | float) -> int:
-    """A data size written as 100, '1e4' or 1e6."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not (number.is_integer() and number >= 2):
-        raise InvalidArgument(f"timing size {value!r} is not valid; expected a whole number "
-                              ">= 2, such as 100 or 1e4")
-    return int(number)
-
-
 # ----------------------------------------------------------------------- config files
 
 GRID_KEYS = ("backends", "devices", "dtypes", "experiments")
 OPTION_KEYS = ("out", "check", "quiet")
+TOLERANCE_TABLE = "tolerance"
 
 
 @dataclass(frozen=True)
@@ -205,35 +217,49 @@ class Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML experiment file; unknown keys and wrong types are errors.
+    """Read and validate a TOML comparison file; unknown keys and wrong types are errors.
 
-    Top-level keys: backends, devices, dtypes, experiments (lists of names), out (a directory,
-    relative to the working directory), check, quiet (booleans); tables [regression],
-    [mlp_gradients], [timing] and [tolerance] set the experiments' settings.
+    Top-level keys: backends, devices, dtypes, experiments (lists; a file experiment's path is
+    relative to the config file), out (relative to the working directory), check, quiet; a
+    table per experiment sets its settings, and [tolerance] overrides every experiment's.
     """
     path = Path(path)
     data = read_toml(path)
-    valid = (*GRID_KEYS, *OPTION_KEYS, *catalog.SECTIONS)
-    for key in data:
-        if key not in valid:
-            raise InvalidArgument(f"{path}: unknown key {key!r}; valid keys: {', '.join(valid)}")
     lists = {key: _string_list(path, key, data[key]) for key in GRID_KEYS if key in data}
+    if "experiments" in lists:
+        lists["experiments"] = [_beside(path, e) for e in lists["experiments"]]
+    tables = {k: v for k, v in data.items() if k not in (*GRID_KEYS, *OPTION_KEYS)}
+    for key, value in tables.items():
+        if not isinstance(value, Mapping):
+            raise InvalidArgument(f"{path}: unknown key {key!r}; valid keys: "
+                                  f"{', '.join((*GRID_KEYS, *OPTION_KEYS))}, and a table per "
+                                  "experiment ([name]) or [tolerance]")
     for key in ("check", "quiet"):
         if key in data and not isinstance(data[key], bool):
             raise InvalidArgument(f"{path}: {key} must be true or false; got {data[key]!r}")
     if "out" in data and not isinstance(data["out"], str):
         raise InvalidArgument(f"{path}: out must be a string (a directory); got {data['out']!r}")
+    tolerance = tables.pop(TOLERANCE_TABLE, None)
     try:
-        settings = catalog.settings_from_mapping(
-            {k: v for k, v in data.items() if k in catalog.SECTIONS})
+        if tolerance is not None and set(tolerance) - set(DTYPES):
+            raise InvalidArgument(f"unknown key in [tolerance]; valid keys: {', '.join(DTYPES)}")
+        grid = grid_from_options(backends=lists.get("backends"), devices=lists.get("devices"),
+                                 dtypes=lists.get("dtypes"),
+                                 experiments=lists.get("experiments"), settings=tables,
+                                 where=str(path), tolerance=tolerance)
     except InvalidArgument as exc:
-        raise InvalidArgument(f"{path}: {exc}") from exc
-    grid = grid_from_options(backends=lists.get("backends"), devices=lists.get("devices"),
-                             dtypes=lists.get("dtypes"), experiments=lists.get("experiments"),
-                             settings=settings)
-    check_used(grid, {f"{section}.{key}": f"{section}.{key} in {path}"
-                      for section in catalog.SECTIONS for key in data.get(section, {})})
+        message = str(exc)
+        raise type(exc)(message if message.startswith(str(path)) else f"{path}: {message}"
+                        ) from exc
     return Config(grid, data.get("out"), data.get("check", False), data.get("quiet", False))
+
+
+def _beside(config: Path, reference: str) -> str:
+    """A file experiment's path taken relative to the config file that names it."""
+    source, colon, function = reference.rpartition(":")
+    if colon and source.endswith(".py") and not Path(source).expanduser().is_absolute():
+        return f"{config.parent / source}:{function}"
+    return reference
 
 
 def _string_list(path: Path, key: str, value: Any) -> list[str]:
@@ -246,51 +272,16 @@ def _string_list(path: Path, key: str, value: Any) -> list[str]:
 # ---------------------------------------------------------------- output directories
 
 
-def output_directory(out: str | None, *, resume: bool) -> Path:
-    """--out if given; with --resume alone the newest unfinished results/ run; else a new one."""
-    if out:
-        return Path(out)
-    if resume:
-        return newest_unfinished()
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    directory, n = RESULTS_ROOT / stamp, 1
-    while directory.exists():
-        n += 1
-        directory = RESULTS_ROOT / f"{stamp}-{n}"
-    return directory
-
-
-def newest_unfinished() -> Path:
-    """The newest comparison under results/ that has not finished; else an error listing them."""
-    started = sorted(p.parent for p in RESULTS_ROOT.glob("*/manifest.json"))
-    if not started:
-        raise InvalidArgument(f"--resume without --out found nothing to resume: no "
-                              f"{RESULTS_ROOT}/*/manifest.json here; pass --out DIR")
-    unfinished = [p for p in started if not _finished(p)]
-    if not unfinished:
-        raise InvalidArgument(
-            f"--resume without --out found no unfinished comparison: every one in "
-            f"{RESULTS_ROOT}/ has finished ({', '.join(p.name for p in started)}); pass "
-            "--out DIR to redo the failed runs of one, or start a new comparison")
-    return max(unfinished, key=lambda p: p.stat().st_mtime)
-
-
-def _finished(directory: Path) -> bool:
-    """Whether the manifest says the comparison ran to its end (unreadable: not finished)."""
-    try:
-        return "finished" in read_manifest(directory / "manifest.json")
-    except InvalidArgument:
-        return False
-
-
 def read_manifest(path: Path) -> dict[str, Any]:
     """``manifest.json`` with a valid grid; an unreadable or corrupt one is an error naming it."""
     try:
-        record = report.read_json(path)
+        record = store.read_json(path)
         Grid.from_dict(record["grid"])
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {os.strerror(exc.errno or 0).lower()}; "
                               "fix its permissions or choose another --out") from exc
+    except ExperimentError:
+        raise  # the grid is fine; one of its experiments no longer loads, and says why
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         what = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else "no valid grid"
         raise InvalidArgument(f"{path} is corrupt ({what}), so its comparison cannot be "
@@ -327,15 +318,16 @@ def prepare(directory: Path, grid: Grid | None, *, resume: bool, argv: Sequence[
             raise InvalidArgument(f"{directory} already holds results; add --resume to finish "
                                   "that comparison, or choose another --out")
         grid = grid or grid_from_options()
-        record = {"schema": 1, "command": list(argv), "started": manifest.now(),
-                  "grid": grid.as_dict(), "seeds": seeds(grid.settings), "resumed": []}
+        record = {"schema": 2, "command": list(argv), "started": manifest.now(),
+                  "grid": grid.as_dict(), "seeds": seeds(grid), "resumed": []}
+    for name, experiment in grid.loaded().items():  # ranges and memory, before anything runs
+        experiment.settings(grid.settings_of(name))
     check_devices(grid)
-    check_memory(grid)
-    report.make_directory(directory / "runs")
-    for stale in directory.rglob(f"*{report.TEMP_SUFFIX}"):
+    store.make_directory(directory / "runs")
+    for stale in directory.rglob(f"*{store.TEMP_SUFFIX}"):
         stale.unlink()  # a write cut off by a kill; its target still holds the last version
     record["environment"] = manifest.environment(list(grid.backends))
-    report.write_json(manifest_path, record)
+    store.write_json(manifest_path, record)
     return grid
 
 
@@ -343,18 +335,20 @@ def grid_differences(stored: Grid, given: Grid) -> list[str]:
     """``"what: stored X, given Y"`` for each list and setting in which two grids differ."""
     def flat(grid: Grid) -> dict[str, str]:
         lists = {k: ",".join(v) for k, v in grid.as_dict().items() if isinstance(v, list)}
-        return {**lists, **{k: str(v) for k, v in grid.settings.flat().items()}}
+        values = {f"{name}.{k}": str(v) for name, table in grid.settings.items()
+                  for k, v in table.items()}
+        return {**lists, **values, "tolerance": str(grid.tolerance)}
 
     old, new = flat(stored), flat(given)
-    return [f"{k}: stored {old[k]}, given {new[k]}" for k in old if old[k] != new[k]]
+    return [f"{k}: stored {old.get(k)}, given {new.get(k)}" for k in {**old, **new}
+            if old.get(k) != new.get(k)]
 
 
-def seeds(settings: Settings) -> dict[str, int]:
-    """Every seed a comparison's numbers depend on."""
-    return {"regression and timing data (np.random.seed, as the tutorial)":
-            settings.regression.seed,
-            "mlp_gradients data and initial parameters (numpy.random.default_rng)":
-            settings.mlp_gradients.seed}
+def seeds(grid: Grid) -> dict[str, dict[str, Any]]:
+    """Every seed the comparison's numbers depend on, with what it draws."""
+    return {f"{name}.{key}": {"value": grid.settings_of(name).get(key), "draws": what}
+            for name, experiment in grid.loaded().items()
+            for key, what in experiment.seeds.items()}
 
 
 def check_devices(grid: Grid) -> None:
@@ -375,151 +369,162 @@ def check_devices(grid: Grid) -> None:
             + ("" if gpu else " (no CUDA GPU was found: use --devices cpu)"))
 
 
-BYTES_PER_POINT = 128
-"""Memory per data point that a run may hold at its peak. Measured for the timing sweep at
-N = 2e6 in float64 on CPU (x, y and one epoch's work arrays): NumPy 36, JAX 78, PyTorch 92."""
-
-
-def check_memory(grid: Grid) -> None:
-    """Refuse up front a data size whose arrays cannot fit in this machine's memory."""
-    sizes = {"regression": ("regression.n", grid.settings.regression.n),
-             "timing": ("timing.sizes", max(grid.settings.timing.sizes))}
-    for setting, n in (sizes[e] for e in grid.experiments if e in sizes):
-        data.check_memory(float(n) * BYTES_PER_POINT,
-                          f"{setting} N = {n:,} ({BYTES_PER_POINT} bytes per data point)",
-                          "choose a smaller size")
-
-
 # ------------------------------------------------------------------------- running
 
 
+def references(grid: Grid) -> tuple[dict[str, Outputs], dict[str, dict[str, Outputs]]]:
+    """Each compared experiment's reference outputs, and its alternates, on the host."""
+    refs, alternates = {}, {}
+    for name, experiment in grid.loaded().items():
+        if experiment.compared:
+            settings = grid.settings_of(name)
+            refs[name] = experiment.reference_outputs(settings)
+            if experiment.alternates:
+                alternates[name] = experiment.alternate_outputs(settings)
+    return refs, alternates
+
+
 def run_grid(grid: Grid, directory: Path,
-             on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+             on_event: Callable[[Event], None] | None = None) -> Results:
     """Run every cell without a finished run file of the same settings; return the results."""
     notify = on_event or (lambda event: None)
-    references = {name: experiment.reference(grid.settings)
-                  for name in grid.experiments
-                  if (experiment := catalog.get(name)).reference is not None}
-    records: dict[Cell, dict[str, Any]] = {}
+    experiments = grid.loaded()
+    refs, alternates = references(grid)
+    records: dict[tuple[str, str, str, str], RunRecord] = {}
+
+    def results() -> Results:
+        return assemble(grid, experiments, refs, alternates,
+                        [records[c.key] for c in cells(grid) if c.key in records])
+
     for cell in cells(grid):
         path = directory / "runs" / cell.filename
-        kept, why = stored_run(path, cell, grid.settings_of(cell.experiment))
+        settings = grid.settings_of(cell.experiment)
+        kept, why = store.stored_run(path, cell.key, settings)
         if kept is not None:
-            records[cell] = kept
-            notify(Event("kept", cell, kept["status"]))
+            records[cell.key] = kept
+            notify(Event("kept", cell, kept.status))
             continue
         if why:
             notify(Event("redo", cell, f"{path} {why}; running it again"))
         notify(Event("start", cell))
-        records[cell] = {**run_cell(cell, grid.settings, references.get(cell.experiment),
-                                    backend_named=grid.backends_named),
-                         "settings": grid.settings_of(cell.experiment)}
-        report.write_json(path, records[cell])
-        report.write_results(assemble(grid, references, records), directory)
-        notify(Event("done", cell, records[cell]["status"]))
-    results = assemble(grid, references, records)
-    report.write_results(results, directory)
+        experiment = experiments[cell.experiment]
+        records[cell.key] = run_cell(cell, experiment, settings, refs.get(cell.experiment),
+                                     alternates.get(cell.experiment, {}),
+                                     backend_named=grid.backends_named)
+        store.write_json(path, records[cell.key].as_dict())
+        report.write_results(results(), directory)
+        notify(Event("done", cell, records[cell.key].status))
+    final = results()
+    report.write_results(final, directory)
     _refresh_manifest(directory, grid)
-    return results
+    return final
 
 
-def stored_run(path: Path, cell: Cell,
-               settings: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The finished run of ``cell`` at ``path`` to keep, else None and why it is not kept.
-
-    A missing file or a run that ended in an error is simply redone (the reason is empty).
-    """
-    try:
-        record = report.read_json(path)
-    except FileNotFoundError:
-        return None, ""
-    except (OSError, ValueError):
-        return None, "is unreadable or not valid JSON"
-    if not isinstance(record, dict) or {**record, **cell.as_dict()} != record:
-        return None, "is not a run record of this cell"
-    if record.get("status") not in KEPT_STATUSES:
-        return None, ""
-    stored = record.get("settings")
-    if not isinstance(stored, dict):
-        return None, "holds no settings to check (an older gradbridge wrote it)"
-    changed = [f"{k}: stored {stored.get(k)}, given {v}" for k, v in settings.items()
-               if stored.get(k) != v]
-    if changed:
-        return None, f"was made with other settings ({'; '.join(changed)})"
-    return record, ""
-
-
-def assemble(grid: Grid, references: Mapping[str, Outcome],
-             records: Mapping[Cell, dict[str, Any]]) -> dict[str, Any]:
-    """The results document: grid, references and one record per finished cell, in grid order."""
-    return {
-        "schema": 1,
-        "grid": grid.as_dict(),
-        "tolerance": dataclasses.asdict(grid.settings.tolerance),
-        "reference": {name: {**ref.as_dict(), "alternates": {
-            k: {q: v.tolist() for q, v in alt.items()} for k, alt in ref.alternates.items()}}
-            for name, ref in references.items()},
-        "runs": [records[cell] for cell in cells(grid) if cell in records],
-    }
+def assemble(grid: Grid, experiments: Mapping[str, Experiment], refs: Mapping[str, Outputs],
+             alternates: Mapping[str, Mapping[str, Outputs]],
+             runs: Sequence[RunRecord]) -> Results:
+    """The results document: grid, references, alternates and the runs, in grid order."""
+    return Results(
+        grid=grid.as_dict(), experiments=dict(experiments),
+        references={name: {k: v.tolist() for k, v in ref.items()} for name, ref in refs.items()},
+        alternates={name: {label: {k: v.tolist() for k, v in alt.items()}
+                           for label, alt in by_label.items()}
+                    for name, by_label in alternates.items()},
+        runs=list(runs))
 
 
 def _refresh_manifest(directory: Path, grid: Grid) -> None:
     """Rewrite the manifest's environment now that the frameworks have set their flags."""
     path = directory / "manifest.json"
-    record = report.read_json(path)
+    record = store.read_json(path)
     record["environment"] = manifest.environment(list(grid.backends))
     record["finished"] = manifest.now()
-    report.write_json(path, record)
+    store.write_json(path, record)
 
 
-def run_cell(cell: Cell, settings: Settings, reference: Outcome | None, *,
-             backend_named: bool = False) -> dict[str, Any]:
+def run_cell(cell: Cell, experiment: Experiment, settings: Mapping[str, Any],
+             reference: Outputs | None, alternates: Mapping[str, Outputs] | None = None, *,
+             backend_named: bool = False) -> RunRecord:
     """Run one cell: error if it raises or its named backend cannot load; skipped if a backend
-    it was not asked for by name cannot load, or its device lacks the dtype."""
+    it was not asked for by name cannot load, or its device lacks the dtype. An experiment
+    that returns no mapping of outputs is an ExperimentError, not a failed run."""
     from gradbridge.config import get_backend
 
-    record: dict[str, Any] = {**cell.as_dict(), "started": manifest.now()}
+    record = RunRecord(*cell.key, started=manifest.now(), settings=dict(settings))
     try:
         be = get_backend(cell.backend, device=cell.device, dtype=cell.dtype)
     except Exception as exc:  # any failure to load means this backend cannot run here
         if backend_named:
-            return {**record, "status": "error",
-                    "reason": f"the {cell.backend} backend cannot load: {exc}"}
-        return {**record, "status": "skipped", "reason": str(exc)}
+            return _failed(record, "error", f"the {cell.backend} backend cannot load: {exc}")
+        return _failed(record, "skipped", str(exc))
     if cell.dtype == "float64" and not be.capabilities.supports_float64:
-        return {**record, "status": "skipped",
-                "reason": f"{cell.backend} on {cell.device} does not support float64"}
-    experiment = catalog.get(cell.experiment)
+        return _failed(record, "skipped", f"{cell.backend} on {cell.device} does not support "
+                                          "float64")
     try:
         with PeakMemory(be) as memory:
-            start = time.perf_counter()
-            outcome = experiment.run(be, settings)
-            be.synchronize()
-            wall_s = time.perf_counter() - start
+            outputs, record.time = timed_calls(lambda: experiment.run(be, settings), be,
+                                               experiment.repeats)
+    except ExperimentError:
+        raise
     except Exception as exc:  # one failing run is recorded; the rest of the grid goes on
-        return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-    record.update(status="ok", **outcome.as_dict(), wall_s=wall_s, memory=memory.result)
+        return _failed(record, "error", f"{type(exc).__name__}: {exc}")
+    record.outputs = {k: v.tolist() for k, v in outputs.items()}
+    record.memory = memory.result
     if reference is None:
         return record
     try:
-        judged = judge(outcome, reference, settings.tolerance.for_dtype(cell.dtype),
-                       stepped=experiment.stepped)
+        judge(record, outputs, reference, alternates or {}, experiment,
+              experiment.tolerances.for_dtype(cell.dtype))
     except ValueError as exc:
-        return {**record, "status": "error", "reason": f"not comparable: {exc}"}
-    return {**record, **judged}
+        return _failed(record, "error", f"not comparable: {exc}")
+    return record
 
 
-def judge(outcome: Outcome, reference: Outcome, tolerance: float, *,
-          stepped: bool) -> dict[str, Any]:
-    """A run's differences from its reference, its verdict, and its distance to alternates."""
-    diff = differences(outcome.series, reference.series)
-    also = {}
-    for name, alternate in reference.alternates.items():
-        extra = differences(outcome.series, alternate)
-        also[name] = {"max_abs": extra.worst_abs, "max_rel": extra.worst_rel}
-    return {"differences": {"abs": diff.abs, "rel": diff.rel},
-            "verdict": verdict(diff, tolerance, stepped=stepped).as_dict(),
-            "also_compared": also}
+def _failed(record: RunRecord, status: str, reason: str) -> RunRecord:
+    record.status, record.reason = status, reason
+    return record
+
+
+def judge(record: RunRecord, outputs: Outputs, reference: Outputs,
+          alternates: Mapping[str, Outputs], experiment: Experiment, tolerance: float) -> None:
+    """Fill in a run's differences from its reference, its verdict, and its alternates."""
+    diffs = differences(outputs, reference, experiment.series)
+    record.differences = {k: {"abs": d.abs, "rel": d.rel} for k, d in diffs.items()}
+    record.verdict = verdict(diffs, tolerance, series=experiment.series,
+                             step=experiment.step).as_dict()
+    for label, alternate in alternates.items():
+        extra = differences(outputs, alternate, experiment.series)
+        record.also_compared[label] = {"max_abs": max(d.worst_abs for d in extra.values()),
+                                       "max_rel": max(d.worst_rel for d in extra.values())}
+
+
+def timed_calls(call: Callable[[], Outputs], be: Backend,
+                repeats: int) -> tuple[Outputs, dict[str, Any]]:
+    """The first call's outputs; its time, and the median and quantiles of ``repeats`` more.
+
+    The first call pays tracing and compilation; ``compile_s`` is its excess over the repeats'
+    median, None when that is within twice their interquartile range or half their median
+    (nothing compiled, or only noise).
+    """
+    start = time.perf_counter()
+    outputs = call()
+    be.synchronize()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        be.synchronize()
+        times.append(time.perf_counter() - start)
+    if not times:
+        return outputs, {"first_s": first, "run_s": first, "run_s_quantiles": None,
+                         "compile_s": None, "repeats": 0}
+    quantiles = [float(q) for q in np.quantile(times, [0, 0.25, 0.5, 0.75, 1])]
+    excess = first - quantiles[2]
+    noise = max(2 * (quantiles[3] - quantiles[1]), 0.5 * quantiles[2])
+    compile_s = excess if excess > noise else None
+    return outputs, {"first_s": first, "run_s": quantiles[2], "run_s_quantiles": quantiles,
+                     "compile_s": compile_s, "repeats": repeats}
 
 
 # -------------------------------------------------------------------------- memory
