@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,20 @@ def test_the_shipped_example_and_its_config(tmp_path: Path) -> None:
     position = np.array(results["reference"]["damped_spring"]["position"])
     assert np.abs(position - exact).max() < 0.03
     assert (REPO / "examples" / "my_experiment.toml").read_text().count("my_experiment.py") == 2
+
+
+def test_the_readme_fixture_test_runs_on_every_backend_and_dtype(tmp_path: Path) -> None:
+    plugin = [] if any(p.value == "gradbridge.testing.plugin"
+                       for p in entry_points(group="pytest11")) else ["-p",
+                                                                     "gradbridge.testing.plugin"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin,
+         str(REPO / "examples" / "test_my_experiment.py"), "--gb-backends", "numpy,torch",
+         "-v"], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout  # numpy and torch, float32 and float64
+    assert "[torch-cpu-float32] PASSED" in done.stdout
 
 
 def test_config_files_take_a_table_per_user_experiment(tmp_path: Path,
