@@ -8,7 +8,10 @@ of object, so the runner, report and plots never need to know which one they hol
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +68,7 @@ def experiment(fn: F | None = None, *, description: str = "",
                check: Callable[..., None] | None = None,
                figures: Mapping[str, Callable[[Results, str], Figure | None]] | None = None,
                section: Callable[[Results, str], list[str]] | None = None,
-               files: Callable[[Results, Path], list[Path]] | None = None) -> Any:
+               files: Callable[[Results, str, Path], list[Path]] | None = None) -> Any:
     """Mark ``fn(be, **settings)`` as an experiment and describe it; returns ``fn`` unchanged.
 
     ``series``: outputs whose first axis is the step (compared step by step, called ``step``).
@@ -139,7 +142,7 @@ class Experiment:
     check: Callable[..., None] | None = None
     figures: Mapping[str, Callable[[Results, str], Figure | None]] = field(default_factory=dict)
     section: Callable[[Results, str], list[str]] | None = None
-    files: Callable[[Results, Path], list[Path]] | None = None
+    files: Callable[[Results, str, Path], list[Path]] | None = None
 
     @classmethod
     def from_function(cls, fn: Any, name: str, where: str) -> Experiment:
@@ -205,18 +208,51 @@ class Experiment:
 
     # -------------------------------------------------------------------- running
 
+    @functools.cached_property
+    def source_file(self) -> str | None:
+        try:
+            return inspect.getsourcefile(self.fn)
+        except TypeError:  # a builtin or C function: no source
+            return None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A digest of the experiment's source file: a run made by other code is redone."""
+        if self.source_file is None:
+            return ""
+        try:
+            with open(self.source_file, "rb") as handle:
+                return hashlib.sha256(handle.read()).hexdigest()[:16]
+        except OSError:
+            return ""
+
+    def failure(self, exc: BaseException) -> str:
+        """'ZeroDivisionError: division by zero (spring.py:12)': what was raised, and the last
+        line of the experiment's own file that it passed through."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if f.filename == self.source_file]
+        where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        return f"{type(exc).__name__}: {exc}{where}"
+
     def run(self, be: Backend, settings: Mapping[str, Any]) -> Outputs:
         """The outputs of one run, on the host in float64."""
         return self._host(self.fn(be, **self.arguments(settings)), f"{self.name}()", be)
 
     def reference_outputs(self, settings: Mapping[str, Any]) -> Outputs:
-        """The hand-written reference, else this function on NumPy float64."""
-        if self.reference is not None:
-            return self._host(self.reference(**self.arguments(settings)),
-                              f"the reference of {self.name}", None)
+        """The hand-written reference, else this function on NumPy float64; without one
+        nothing can be compared, so its failure is an ExperimentError."""
         from gradbridge.config import get_backend
 
-        return self.run(get_backend("numpy", device="cpu", dtype="float64"), settings)
+        try:
+            if self.reference is not None:
+                return self._host(self.reference(**self.arguments(settings)),
+                                  f"the reference of {self.name}", None)
+            return self.run(get_backend("numpy", device="cpu", dtype="float64"), settings)
+        except ExperimentError:
+            raise
+        except Exception as exc:  # the user's code raised: say what and where, in one line
+            raise ExperimentError(f"{self.where}: the reference run of {self.name} (NumPy "
+                                  f"float64) raised {self.failure(exc)}") from exc
 
     def alternate_outputs(self, settings: Mapping[str, Any]) -> dict[str, Outputs]:
         return {label: self._host(fn(**self.arguments(settings)), f"{label} of {self.name}",

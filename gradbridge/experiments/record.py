@@ -27,7 +27,8 @@ class RunRecord:
     ``run_s_quantiles`` [min, q1, median, q3, max]) and ``compile_s``, the first call's excess
     over the repeats (None when within their spread). ``differences`` maps each compared output
     to its per-step ``abs`` / ``rel`` differences; ``explanation`` is where a difference is
-    born, when that was asked for.
+    born, when that was asked for. ``source`` is a digest of the experiment's file, so that a
+    resume redoes the runs made by code that has changed since.
     """
 
     experiment: str
@@ -38,6 +39,7 @@ class RunRecord:
     reason: str = ""
     started: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # digest of the experiment's source file when it ran
     outputs: dict[str, Any] = field(default_factory=dict)
     time: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)

@@ -34,9 +34,9 @@ def write_results(results: Results, directory: Path) -> list[Path]:
     rows = [_csv_row(run, results.experiments[run.experiment].series) for run in results.runs]
     store.atomic_write(directory / "results.csv", csv_text(CSV_COLUMNS, rows))
     written = [directory / "results.json", directory / "results.csv"]
-    for experiment in results.experiments.values():
+    for name, experiment in results.experiments.items():
         if experiment.files is not None:
-            written += experiment.files(results, directory)
+            written += experiment.files(results, name, directory)
     return written
 
 

@@ -399,7 +399,8 @@ def run_grid(grid: Grid, directory: Path,
     for cell in cells(grid):
         path = directory / "runs" / cell.filename
         settings = grid.settings_of(cell.experiment)
-        kept, why = store.stored_run(path, cell.key, settings)
+        experiment = experiments[cell.experiment]
+        kept, why = store.stored_run(path, cell.key, settings, experiment.digest)
         if kept is not None:
             records[cell.key] = kept
             notify(Event("kept", cell, kept.status))
@@ -407,7 +408,6 @@ def run_grid(grid: Grid, directory: Path,
         if why:
             notify(Event("redo", cell, f"{path} {why}; running it again"))
         notify(Event("start", cell))
-        experiment = experiments[cell.experiment]
         records[cell.key] = run_cell(cell, experiment, settings, refs.get(cell.experiment),
                                      alternates.get(cell.experiment, {}),
                                      backend_named=grid.backends_named)
@@ -450,7 +450,8 @@ def run_cell(cell: Cell, experiment: Experiment, settings: Mapping[str, Any],
     that returns no mapping of outputs is an ExperimentError, not a failed run."""
     from gradbridge.config import get_backend
 
-    record = RunRecord(*cell.key, started=manifest.now(), settings=dict(settings))
+    record = RunRecord(*cell.key, started=manifest.now(), settings=dict(settings),
+                       source=experiment.digest)
     try:
         be = get_backend(cell.backend, device=cell.device, dtype=cell.dtype)
     except Exception as exc:  # any failure to load means this backend cannot run here
@@ -467,7 +468,7 @@ def run_cell(cell: Cell, experiment: Experiment, settings: Mapping[str, Any],
     except ExperimentError:
         raise
     except Exception as exc:  # one failing run is recorded; the rest of the grid goes on
-        return _failed(record, "error", f"{type(exc).__name__}: {exc}")
+        return _failed(record, "error", experiment.failure(exc))
     record.outputs = {k: v.tolist() for k, v in outputs.items()}
     record.memory = memory.result
     if reference is None:

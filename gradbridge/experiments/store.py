@@ -99,9 +99,10 @@ def _finite(value: Any) -> Any:
 # ------------------------------------------------------------------------- resume
 
 
-def stored_run(path: Path, cell: tuple[str, str, str, str],
-               settings: Mapping[str, Any]) -> tuple[RunRecord | None, str]:
-    """The finished run of ``cell`` at ``path`` to keep, else None and why it is not kept.
+def stored_run(path: Path, cell: tuple[str, str, str, str], settings: Mapping[str, Any],
+               source: str = "") -> tuple[RunRecord | None, str]:
+    """The finished run of ``cell`` at ``path`` to keep, else None and why it is not kept:
+    it must be made with the same ``settings`` by the same ``source`` (a file digest).
 
     A missing file or a run that ended in an error is simply redone (the reason is empty).
     """
@@ -125,6 +126,8 @@ def stored_run(path: Path, cell: tuple[str, str, str, str],
                if record.settings.get(k) != v]
     if changed:
         return None, f"was made with other settings ({'; '.join(changed)})"
+    if record.source != source:
+        return None, "was made by another version of the experiment's code"
     return record, ""
 
 

@@ -103,26 +103,25 @@ TIMING_COLUMNS = ("backend", "device", "dtype", "n", "epochs", "repeats", "per_e
                   "noisy", "per_epoch_s_repeats", "compile_s")
 
 
-def files(results: Results, directory: Path) -> list[Path]:
+def files(results: Results, name: str, directory: Path) -> list[Path]:
     """timing.csv: one row per backend, device, dtype and N."""
     from gradbridge.experiments import report, store
 
     rows = []
-    for name in [n for n, e in results.experiments.items() if e.files is files]:
-        settings = results.settings(name)
-        for run in results.ok(name):
-            out = run.outputs
-            for i, n in enumerate(out["n"]):
-                low, q1, _, q3, high = out["per_epoch_s_quantiles"][i]
-                rows.append({"backend": run.backend, "device": run.device, "dtype": run.dtype,
-                             "n": int(n), "epochs": settings["epochs"],
-                             "repeats": settings["repeats"],
-                             "per_epoch_s_median": out["per_epoch_s"][i],
-                             "per_epoch_s_min": low, "per_epoch_s_q1": q1,
-                             "per_epoch_s_q3": q3, "per_epoch_s_max": high,
-                             "noisy": noise.noisy(out["per_epoch_s_quantiles"][i]),
-                             "per_epoch_s_repeats": json.dumps(out["per_epoch_s_repeats"][i]),
-                             "compile_s": _compile(out["compile_s"][i]) or ""})
+    settings = results.settings(name)
+    for run in results.ok(name):
+        out = run.outputs
+        for i, n in enumerate(out["n"]):
+            low, q1, _, q3, high = out["per_epoch_s_quantiles"][i]
+            rows.append({"backend": run.backend, "device": run.device, "dtype": run.dtype,
+                         "n": int(n), "epochs": settings["epochs"],
+                         "repeats": settings["repeats"],
+                         "per_epoch_s_median": out["per_epoch_s"][i],
+                         "per_epoch_s_min": low, "per_epoch_s_q1": q1, "per_epoch_s_q3": q3,
+                         "per_epoch_s_max": high,
+                         "noisy": noise.noisy(out["per_epoch_s_quantiles"][i]),
+                         "per_epoch_s_repeats": json.dumps(out["per_epoch_s_repeats"][i]),
+                         "compile_s": _compile(out["compile_s"][i]) or ""})
     path = directory / "timing.csv"
     store.atomic_write(path, report.csv_text(TIMING_COLUMNS, rows))
     return [path]
