@@ -79,6 +79,13 @@ def experiment(fn: F | None = None, *, description: str = "",
     a range ``check(**settings)`` run before anything, and extra figures, a report section and
     files drawn from the results.
     """
+    unknown = set(tolerances or {}) - {"float32", "float64"}
+    if unknown:
+        raise InvalidArgument(f"experiment(tolerances=...) has unknown dtype "
+                              f"{', '.join(map(repr, sorted(unknown)))}; give float32 and/or "
+                              "float64")
+    if isinstance(series, str):
+        series = [series]  # one name, not its letters
     meta = dict(description=description, tolerances=Tolerances(**(tolerances or {})),
                 series=tuple(series), reference=reference, step=step, compared=compared,
                 repeats=repeats, alternates=dict(alternates or {}), seeds=dict(seeds or {}),

@@ -78,6 +78,10 @@ def test_the_decorator_adds_metadata_and_leaves_the_function_callable() -> None:
     assert bare.series == () and bare.reference is None and bare.compared
     with pytest.raises(InvalidArgument, match=r"tolerance\.float32=2\.0 is not valid"):
         gb.experiment(tolerances={"float32": 2.0})
+    with pytest.raises(InvalidArgument, match="unknown dtype 'float16'; give float32"):
+        gb.experiment(tolerances={"float16": 1e-2})
+    one = Experiment.from_function(gb.experiment(series="x")(plain), "one", "here")
+    assert one.series == ("x",)  # a single name, not its letters
 
 
 def test_a_run_returns_host_float64_and_the_default_reference_is_numpy_float64() -> None:
