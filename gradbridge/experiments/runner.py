@@ -280,8 +280,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {os.strerror(exc.errno or 0).lower()}; "
                               "fix its permissions or choose another --out") from exc
-    except ExperimentError:
-        raise  # the grid is fine; one of its experiments no longer loads, and says why
+    except InvalidArgument:
+        raise  # the grid reads, but an experiment no longer loads or takes its settings
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         what = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else "no valid grid"
         raise InvalidArgument(f"{path} is corrupt ({what}), so its comparison cannot be "

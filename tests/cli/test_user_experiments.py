@@ -230,6 +230,13 @@ def test_resume_redoes_the_runs_of_a_changed_file(tmp_path: Path,
     assert "was made by another version of the experiment's code; running it again" in err
     (run,) = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert run["verdict"]["agrees"]  # the new code against its new reference
+    # a setting the stored grid has but the edited function lost: said, not "corrupt"
+    path.write_text(path.read_text().replace(", lean: float = 0.0", "").replace(
+        "push = lean if", "push = 0.0 if"))
+    loader._files.clear()
+    assert main(["compare", "--resume", "--out", out]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown setting 'lean' of experiment "
+                                              "spring (the stored grid); its settings: steps")
 
 
 def test_the_shipped_example_and_its_config(tmp_path: Path) -> None:
