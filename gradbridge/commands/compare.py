@@ -1,9 +1,9 @@
 """``gradbridge compare``: every experiment on every backend, device and dtype; results and report.
 
-The grid runs in :mod:`gradbridge.experiments.runner`; this module parses the command line,
-shows progress, writes the report and plots, prints the terminal table and turns ``--check``
-into the exit status. ``gradbridge run CONFIG.toml`` reuses :func:`execute` with a grid read
-from a file.
+The grid (:mod:`gradbridge.experiments.grid`) runs in :mod:`gradbridge.experiments.runner`;
+this module parses the command line, shows progress, writes the report and plots, prints the
+terminal table and turns ``--check`` into the exit status. ``gradbridge run CONFIG.toml``
+reuses :func:`execute` with a grid read from a file.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gradbridge.experiments.grid import Grid
     from gradbridge.experiments.record import Results
-    from gradbridge.experiments.runner import Event, Grid
+    from gradbridge.experiments.runner import Event
 
 
 def add_parser(sub: Any) -> None:
@@ -61,7 +62,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradbridge.experiments.runner import grid_from_options, parse_sets
+    from gradbridge.experiments.grid import grid_from_options, parse_sets
 
     chosen = bool(args.settings) or any(
         v is not None for v in (args.backends, args.devices, args.dtypes, args.experiments))
@@ -131,12 +132,13 @@ def _run_with_progress(grid: Grid, directory: Path) -> Results:
         TimeElapsedColumn,
     )
 
+    from gradbridge.experiments import grid as grids
     from gradbridge.experiments import runner
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("starting", total=len(runner.cells(grid)))
+        task = progress.add_task("starting", total=len(grids.cells(grid)))
 
         def on_event(event: runner.Event) -> None:
             if event.kind == "redo":

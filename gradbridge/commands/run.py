@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradbridge.experiments.runner import load_config
+    from gradbridge.experiments.grid import load_config
 
     config = load_config(args.config)
     return execute(config.grid, out=args.out or config.out, resume=args.resume,

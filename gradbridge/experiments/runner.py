@@ -1,21 +1,16 @@
-"""The comparison grid: experiment x backend x device x dtype, run cell by cell, safe to kill.
+"""Running the grid cell by cell, safe to kill.
 
 Each finished run is written at once as its own file ``runs/<cell>.json`` (see
 :mod:`gradbridge.experiments.store`), and ``results.json`` / ``results.csv`` are re-assembled
 after it, so killing a comparison at any moment leaves only complete files. ``--resume`` reads
 the grid back from ``manifest.json`` and runs only the cells that have no finished run file
-made with the same settings. Experiments are found through :mod:`~gradbridge.experiments.loader`
-and are all alike here: built-in or the user's own, none is named.
+made with the same settings by the same code.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import resource
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,96 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from gradbridge.config import read_toml
-from gradbridge.core.backend import (
-    DTYPES,
-    Backend,
-    DeviceNotAvailable,
-    InvalidArgument,
-    normalize_device,
-    normalize_dtype,
-)
-from gradbridge.experiments import loader, manifest, report, store
+from gradbridge.core.backend import Backend, InvalidArgument
+from gradbridge.experiments import manifest, report, store
 from gradbridge.experiments.agreement import differences, verdict
-from gradbridge.experiments.api import Experiment, ExperimentError, Outputs, Tolerances
+from gradbridge.experiments.api import Experiment, ExperimentError, Outputs
+from gradbridge.experiments.grid import (
+    Cell,
+    Grid,
+    cells,
+    check_devices,
+    grid_differences,
+    grid_from_options,
+    seeds,
+)
+from gradbridge.experiments.memory import PeakMemory
 from gradbridge.experiments.record import Results, RunRecord
-
-# -------------------------------------------------------------------------- the grid
-
-
-@dataclass(frozen=True)
-class Grid:
-    """What to run: experiments x backends x devices x dtypes, and each experiment's settings.
-
-    ``experiments`` are references as :func:`loader.load` takes them; ``settings`` maps each
-    experiment's name to its full settings; ``tolerance`` overrides every experiment's own.
-    """
-
-    experiments: tuple[str, ...]
-    backends: tuple[str, ...]
-    devices: tuple[str, ...]
-    dtypes: tuple[str, ...]
-    settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    backends_named: bool = False  # chosen by the user: one that cannot run is a failure
-    tolerance: Mapping[str, float] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"experiments": list(self.experiments), "backends": list(self.backends),
-                "devices": list(self.devices), "dtypes": list(self.dtypes),
-                "settings": {k: dict(v) for k, v in self.settings.items()},
-                "backends_named": self.backends_named,
-                "tolerance": None if self.tolerance is None else dict(self.tolerance)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Grid:
-        grid = cls(tuple(data["experiments"]), tuple(data["backends"]), tuple(data["devices"]),
-                   tuple(data["dtypes"]), {k: dict(v) for k, v in data["settings"].items()},
-                   bool(data.get("backends_named", False)), data.get("tolerance"))
-        for name, experiment in grid.loaded().items():  # stored settings must still be valid
-            experiment.settings(grid.settings.get(name, {}), where="the stored grid")
-        return grid
-
-    def loaded(self) -> dict[str, Experiment]:
-        """The grid's experiments by name, with ``tolerance`` applied (files imported once)."""
-        found: dict[str, Experiment] = {}
-        for reference in self.experiments:
-            experiment = loader.load(reference)
-            if experiment.name in found:
-                raise ExperimentError(f"two experiments are called {experiment.name} "
-                                      f"({found[experiment.name].where} and {experiment.where});"
-                                      " rename one of the functions")
-            if self.tolerance is not None:
-                tolerances = Tolerances(**{**dataclasses.asdict(experiment.tolerances),
-                                           **self.tolerance})
-                experiment = dataclasses.replace(experiment, tolerances=tolerances)
-            found[experiment.name] = experiment
-        return found
-
-    def settings_of(self, experiment: str) -> dict[str, Any]:
-        return dict(self.settings.get(experiment, {}))
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid."""
-
-    experiment: str
-    backend: str
-    device: str
-    dtype: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.experiment} {self.backend} {self.device} {self.dtype}"
-
-    @property
-    def filename(self) -> str:
-        device = self.device.replace(":", "")
-        return f"{self.experiment}__{self.backend}__{device}__{self.dtype}.json"
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.experiment, self.backend, self.device, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -126,150 +46,7 @@ class Event:
     status: str = ""
 
 
-def cells(grid: Grid) -> list[Cell]:
-    """The grid's runs in order: experiments outermost (cheap ones first), dtypes innermost."""
-    return [Cell(e, b, d, t) for e in grid.loaded() for b in grid.backends
-            for d in grid.devices for t in grid.dtypes]
-
-
-def grid_from_options(*, backends: Sequence[str] | None = None,
-                      devices: Sequence[str] | None = None,
-                      dtypes: Sequence[str] | None = None,
-                      experiments: Sequence[str] | None = None,
-                      settings: Mapping[str, Mapping[str, Any]] | None = None,
-                      text: bool = False, where: str = "--set",
-                      tolerance: Mapping[str, float] | None = None) -> Grid:
-    """A validated Grid; None means the default (every known backend, cpu, both dtypes, every
-    built-in experiment). ``settings`` maps experiment names to settings (``text``: strings to
-    parse, as from ``--set``); ``where`` says where they came from, for errors."""
-    from gradbridge.core.registry import known_specs, spec_for
-
-    references = _unique("experiments", experiments, loader.builtin_names(), loader.canonical)
-    if tolerance is not None:
-        Tolerances(**tolerance)  # checked here, where it was given
-    grid = Grid(
-        experiments=references,
-        backends=_unique("backends", backends, list(known_specs()), lambda b: spec_for(b).name),
-        devices=_unique("devices", devices, ["cpu"], _concrete_device),
-        dtypes=_unique("dtypes", dtypes, list(DTYPES), normalize_dtype),
-        backends_named=backends is not None, tolerance=tolerance)
-    loaded = grid.loaded()
-    given = dict(settings or {})
-    for name in given:
-        if name not in loaded:
-            raise InvalidArgument(f"{where} names experiment {name!r}, which is not in the grid "
-                                  f"({', '.join(loaded)}); add it to the experiments or drop "
-                                  "its settings")
-    return dataclasses.replace(grid, settings={
-        name: experiment.settings(given.get(name, {}), where=where, text=text)
-        for name, experiment in loaded.items()})
-
-
-def parse_sets(items: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``["fn.key=value", ...]`` (the ``--set`` options) as ``{fn: {key: value}}``."""
-    result: dict[str, dict[str, str]] = {}
-    for item in items:
-        name, dot, rest = item.partition(".")
-        key, equals, value = rest.partition("=")
-        if not (dot and equals and name and key.strip()):
-            raise InvalidArgument(f"--set {item!r} is not valid; write --set "
-                                  "EXPERIMENT.KEY=VALUE, e.g. --set spring.steps=100")
-        result.setdefault(name.strip(), {})[key.strip()] = value
-    return result
-
-
-def _unique(what: str, names: Sequence[str] | None, default: Sequence[str],
-            canonical: Callable[[str], str]) -> tuple[str, ...]:
-    """Canonical names without repeats, in the order given; None means ``default``."""
-    result: list[str] = []
-    for name in default if names is None else names:
-        value = canonical(name)
-        if value not in result:
-            result.append(value)
-    if not result:
-        raise InvalidArgument(f"{what} is empty; name at least one")
-    return tuple(result)
-
-
-def _concrete_device(device: str) -> str:
-    name = normalize_device(device)
-    if name == "auto":
-        raise InvalidArgument("compare needs concrete devices (cpu, cuda, cuda:N), not 'auto', "
-                              "so that every result says where it ran")
-    return name
-
-
-# ----------------------------------------------------------------------- config files
-
-GRID_KEYS = ("backends", "devices", "dtypes", "experiments")
-OPTION_KEYS = ("out", "check", "quiet")
-TOLERANCE_TABLE = "tolerance"
-
-
-@dataclass(frozen=True)
-class Config:
-    """A comparison read from a TOML file: the grid, and where and how to write it."""
-
-    grid: Grid
-    out: str | None = None
-    check: bool = False
-    quiet: bool = False
-
-
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML comparison file; unknown keys and wrong types are errors.
-
-    Top-level keys: backends, devices, dtypes, experiments (lists; a file experiment's path is
-    relative to the config file), out (relative to the working directory), check, quiet; a
-    table per experiment sets its settings, and [tolerance] overrides every experiment's.
-    """
-    path = Path(path)
-    data = read_toml(path)
-    lists = {key: _string_list(path, key, data[key]) for key in GRID_KEYS if key in data}
-    if "experiments" in lists:
-        lists["experiments"] = [_beside(path, e) for e in lists["experiments"]]
-    tables = {k: v for k, v in data.items() if k not in (*GRID_KEYS, *OPTION_KEYS)}
-    for key, value in tables.items():
-        if not isinstance(value, Mapping):
-            raise InvalidArgument(f"{path}: unknown key {key!r}; valid keys: "
-                                  f"{', '.join((*GRID_KEYS, *OPTION_KEYS))}, and a table per "
-                                  "experiment ([name]) or [tolerance]")
-    for key in ("check", "quiet"):
-        if key in data and not isinstance(data[key], bool):
-            raise InvalidArgument(f"{path}: {key} must be true or false; got {data[key]!r}")
-    if "out" in data and not isinstance(data["out"], str):
-        raise InvalidArgument(f"{path}: out must be a string (a directory); got {data['out']!r}")
-    tolerance = tables.pop(TOLERANCE_TABLE, None)
-    try:
-        if tolerance is not None and set(tolerance) - set(DTYPES):
-            raise InvalidArgument(f"unknown key in [tolerance]; valid keys: {', '.join(DTYPES)}")
-        grid = grid_from_options(backends=lists.get("backends"), devices=lists.get("devices"),
-                                 dtypes=lists.get("dtypes"),
-                                 experiments=lists.get("experiments"), settings=tables,
-                                 where=str(path), tolerance=tolerance)
-    except InvalidArgument as exc:
-        message = str(exc)
-        raise type(exc)(message if message.startswith(str(path)) else f"{path}: {message}"
-                        ) from exc
-    return Config(grid, data.get("out"), data.get("check", False), data.get("quiet", False))
-
-
-def _beside(config: Path, reference: str) -> str:
-    """A file experiment's path taken relative to the config file that names it."""
-    source, colon, function = reference.rpartition(":")
-    if colon and source.endswith(".py") and not Path(source).expanduser().is_absolute():
-        return f"{config.parent / source}:{function}"
-    return reference
-
-
-def _string_list(path: Path, key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgument(f"{path}: {key} must be a list of strings, e.g. "
-                              f"{key} = [\"a\", \"b\"]; got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------- output directories
+# ---------------------------------------------------------------- starting and resuming
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -329,44 +106,6 @@ def prepare(directory: Path, grid: Grid | None, *, resume: bool, argv: Sequence[
     record["environment"] = manifest.environment(list(grid.backends))
     store.write_json(manifest_path, record)
     return grid
-
-
-def grid_differences(stored: Grid, given: Grid) -> list[str]:
-    """``"what: stored X, given Y"`` for each list and setting in which two grids differ."""
-    def flat(grid: Grid) -> dict[str, str]:
-        lists = {k: ",".join(v) for k, v in grid.as_dict().items() if isinstance(v, list)}
-        values = {f"{name}.{k}": str(v) for name, table in grid.settings.items()
-                  for k, v in table.items()}
-        return {**lists, **values, "tolerance": str(grid.tolerance)}
-
-    old, new = flat(stored), flat(given)
-    return [f"{k}: stored {old.get(k)}, given {new.get(k)}" for k in {**old, **new}
-            if old.get(k) != new.get(k)]
-
-
-def seeds(grid: Grid) -> dict[str, dict[str, Any]]:
-    """Every seed the comparison's numbers depend on, with what it draws."""
-    return {f"{name}.{key}": {"value": grid.settings_of(name).get(key), "draws": what}
-            for name, experiment in grid.loaded().items()
-            for key, what in experiment.seeds.items()}
-
-
-def check_devices(grid: Grid) -> None:
-    """Every device asked for must exist for some backend in the grid; else name those that do."""
-    from gradbridge.core.registry import describe
-
-    wanted = [d for d in grid.devices if d != "cpu"]
-    if not wanted:
-        return
-    reachable = {d for b in grid.backends for d in describe(b).devices} | {"cpu"}
-    missing = [d for d in wanted if d not in reachable]
-    if missing:
-        gpu = any(d.startswith("cuda") for d in reachable)
-        raise DeviceNotAvailable(
-            f"device {', '.join(missing)} is not available to any of the backends "
-            f"{', '.join(grid.backends)} on this machine; devices that exist: "
-            f"{', '.join(sorted(reachable))}"
-            + ("" if gpu else " (no CUDA GPU was found: use --devices cpu)"))
 
 
 # ------------------------------------------------------------------------- running
@@ -526,90 +265,3 @@ def timed_calls(call: Callable[[], Outputs], be: Backend,
     compile_s = excess if excess > noise else None
     return outputs, {"first_s": first, "run_s": quantiles[2], "run_s_quantiles": quantiles,
                      "compile_s": compile_s, "repeats": repeats}
-
-
-# -------------------------------------------------------------------------- memory
-
-
-class PeakMemory:
-    """Peak host memory (RSS) during a block, and on CUDA the framework allocator's peak.
-
-    RSS is sampled every few milliseconds and combined with the kernel's high-water mark
-    (exact whenever the block sets a new process peak), since no framework-neutral call
-    reports the peak of one stretch of a process.
-    """
-
-    interval_s = 0.005
-
-    def __init__(self, be: Backend) -> None:
-        self.be = be
-        self.result: dict[str, float | None] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._peak = self._baseline = 0
-        self._high_water = 0
-
-    def __enter__(self) -> PeakMemory:
-        self._high_water = _high_water_rss()
-        self._baseline = self._peak = _current_rss() or 0
-        reset_device_peak(self.be)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._peak = max(self._peak, _current_rss() or 0)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        peak = max(self._peak, _current_rss() or 0)
-        if (high_water := _high_water_rss()) > self._high_water:
-            peak = max(peak, high_water)
-        device = device_peak(self.be)
-        self.result = {"host_peak_rss_mb": peak / 2**20,
-                       "host_rss_increase_mb": (peak - self._baseline) / 2**20,
-                       "device_peak_mb": None if device is None else device / 2**20}
-
-
-def _current_rss() -> int | None:
-    """This process's resident set size in bytes (Linux), else None."""
-    try:
-        with open("/proc/self/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _high_water_rss() -> int:
-    """The process's peak RSS so far in bytes (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def _cuda_framework(be: Backend) -> Any:
-    """The loaded framework module when ``be`` runs on CUDA, else None (never imports one)."""
-    if not be.device.startswith("cuda"):
-        return None
-    return sys.modules.get(be.name) if be.name in ("torch", "jax") else None
-
-
-def reset_device_peak(be: Backend) -> None:
-    """Start the CUDA allocator's peak counter afresh where the framework allows (torch)."""
-    torch = _cuda_framework(be)
-    if torch is not None and be.name == "torch":
-        torch.cuda.reset_peak_memory_stats(be.device)
-
-
-def device_peak(be: Backend) -> int | None:
-    """Peak bytes held by the framework's CUDA allocator (JAX: since the process started)."""
-    framework = _cuda_framework(be)
-    if framework is None:
-        return None
-    if be.name == "torch":
-        return int(framework.cuda.max_memory_allocated(be.device))
-    index = int(be.device.split(":")[1])
-    stats = framework.devices("gpu")[index].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    return None if peak is None else int(peak)
-

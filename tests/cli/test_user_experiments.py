@@ -309,7 +309,8 @@ def test_the_builtins_still_reproduce_the_tutorial(tmp_path: Path) -> None:
             assert round(100 * run["outputs"]["medical_test"], 1) == 16.1
 
 
-ORCHESTRATION = ["gradbridge/experiments/runner.py", "gradbridge/experiments/report.py",
+ORCHESTRATION = ["gradbridge/experiments/grid.py", "gradbridge/experiments/runner.py",
+                 "gradbridge/experiments/memory.py", "gradbridge/experiments/report.py",
                  "gradbridge/experiments/plots.py", "gradbridge/experiments/store.py",
                  "gradbridge/experiments/record.py", "gradbridge/experiments/agreement.py",
                  "gradbridge/commands/compare.py", "gradbridge/commands/run.py"]

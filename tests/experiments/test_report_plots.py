@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gradbridge.core.backend import InvalidArgument
+from gradbridge.experiments import grid as grids
 from gradbridge.experiments import loader, plots, report, runner, store
 from gradbridge.experiments.record import Results, RunRecord
 
@@ -43,9 +44,9 @@ def off_by(reference: dict) -> str:
 
 @pytest.fixture(scope="module")
 def results() -> Results:
-    grid = runner.grid_from_options(experiments=["regression", "bayes", "timing"],
+    grid = grids.grid_from_options(experiments=["regression", "bayes", "timing"],
                                     backends=["numpy"], settings={"regression": {"epochs": 10}})
-    grid = runner.Grid(grid.experiments, ("numpy", "fake", "torch"), ("cpu",),
+    grid = grids.Grid(grid.experiments, ("numpy", "fake", "torch"), ("cpu",),
                        ("float32", "float64"), grid.settings)
     experiments = grid.loaded()
     regression = experiments["regression"].reference_outputs(grid.settings_of("regression"))

@@ -22,7 +22,8 @@ import pytest
 import gradbridge as gb
 from gradbridge.backends.numpy import NumpyBackend
 from gradbridge.core.backend import BackendNotFound, DeviceNotAvailable, InvalidArgument
-from gradbridge.experiments import loader, runner, store
+from gradbridge.experiments import grid as grids
+from gradbridge.experiments import loader, memory, runner, store
 from gradbridge.experiments.agreement import differences, verdict
 from gradbridge.experiments.builtin import bayes, linalg, mlp_gradients, regression
 
@@ -32,14 +33,14 @@ REGRESSION = {"epochs": 50, "lr": 0.1, "n": 100, "seed": 42}
 
 def small_grid(experiments: tuple[str, ...] = ("linalg", "regression", "bayes", "mlp_gradients"),
                backends: tuple[str, ...] = ("numpy",),
-               dtypes: tuple[str, ...] = ("float32", "float64")) -> runner.Grid:
-    grid = runner.grid_from_options(experiments=experiments, backends=backends, dtypes=dtypes,
+               dtypes: tuple[str, ...] = ("float32", "float64")) -> grids.Grid:
+    grid = grids.grid_from_options(experiments=experiments, backends=backends, dtypes=dtypes,
                                     settings={"regression": {"epochs": 5}}
                                     if "regression" in experiments else {})
     return dataclasses.replace(grid, backends_named=False)
 
 
-def start(directory: Path, grid: runner.Grid) -> runner.Results:
+def start(directory: Path, grid: grids.Grid) -> runner.Results:
     runner.prepare(directory, grid, resume=False, argv=["test"])
     return runner.run_grid(grid, directory)
 
@@ -157,7 +158,7 @@ def test_mlp_reference_is_the_same_function_as_models_mlp() -> None:
 
 
 def test_grid_defaults_and_normalisation() -> None:
-    grid = runner.grid_from_options(dtypes=["float64", "float64"], devices=["CPU"],
+    grid = grids.grid_from_options(dtypes=["float64", "float64"], devices=["CPU"],
                                     settings={"timing": {"sizes": "1e2,2000", "repeats": "7"}},
                                     text=True)
     assert grid.experiments == tuple(loader.builtin_names())
@@ -167,7 +168,7 @@ def test_grid_defaults_and_normalisation() -> None:
     assert grid.settings["timing"]["sizes"] == [100, 2000]
     assert grid.settings["timing"]["repeats"] == 7
     assert grid.settings["regression"] == REGRESSION  # the defaults, from the signature
-    assert runner.Grid.from_dict(json.loads(json.dumps(grid.as_dict()))) == grid
+    assert grids.Grid.from_dict(json.loads(json.dumps(grid.as_dict()))) == grid
 
 
 @pytest.mark.parametrize(("options", "error", "message"), [
@@ -189,13 +190,13 @@ def test_grid_defaults_and_normalisation() -> None:
 ])
 def test_grid_rejects_bad_options(options: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        runner.grid_from_options(**options)
+        grids.grid_from_options(**options)
 
 
 def test_missing_gpu_is_an_error_naming_the_devices_that_exist() -> None:
-    grid = runner.Grid(("linalg",), ("numpy",), ("cuda:0",), ("float32",))
+    grid = grids.Grid(("linalg",), ("numpy",), ("cuda:0",), ("float32",))
     with pytest.raises(DeviceNotAvailable, match="devices that exist: cpu"):
-        runner.check_devices(grid)
+        grids.check_devices(grid)
 
 
 # ---------------------------------------------------------------------- config files
@@ -208,7 +209,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_config_file_sets_the_grid(tmp_path: Path) -> None:
-    config = runner.load_config(write(tmp_path, """
+    config = grids.load_config(write(tmp_path, """
 backends = ["numpy"]
 dtypes = ["float64"]
 experiments = ["regression", "timing"]
@@ -254,12 +255,12 @@ float32 = 1e-3
 ])
 def test_config_file_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        runner.load_config(write(tmp_path, text))
+        grids.load_config(write(tmp_path, text))
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="does not exist"):
-        runner.load_config(tmp_path / "nope.toml")
+        grids.load_config(tmp_path / "nope.toml")
 
 
 # ---------------------------------------------------------------------- running
@@ -344,13 +345,13 @@ def test_prepare_refuses_to_mix_comparisons(tmp_path: Path) -> None:
 
 def test_peak_memory_sees_an_allocation() -> None:
     be = gb.get_backend("numpy")
-    with runner.PeakMemory(be) as memory:
+    with memory.PeakMemory(be) as peak:
         block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
         time.sleep(0.05)
         del block
     # RSS counts pages in whole; 64 MiB touched must raise the peak by most of that
-    assert (memory.result["host_rss_increase_mb"] or 0) >= 48
-    assert memory.result["device_peak_mb"] is None  # CPU: no device allocator
+    assert (peak.result["host_rss_increase_mb"] or 0) >= 48
+    assert peak.result["device_peak_mb"] is None  # CPU: no device allocator
 
 
 def test_a_killed_comparison_leaves_valid_files_and_resumes(tmp_path: Path) -> None:

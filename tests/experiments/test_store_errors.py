@@ -19,6 +19,7 @@ from gradbridge.commands.compare import execute
 from gradbridge.config import read_toml
 from gradbridge.core import data
 from gradbridge.core.backend import InvalidArgument
+from gradbridge.experiments import grid as grids
 from gradbridge.experiments import loader, report, runner, store
 from gradbridge.experiments.api import Tolerances
 from gradbridge.experiments.record import Results, RunRecord
@@ -26,18 +27,18 @@ from gradbridge.experiments.record import Results, RunRecord
 
 def grid_of(experiments: tuple[str, ...] = ("linalg", "regression"),
             backends: tuple[str, ...] = ("numpy",), epochs: int = 5,
-            named: bool = False) -> runner.Grid:
+            named: bool = False) -> grids.Grid:
     settings = {name: loader.load(name).settings({"epochs": epochs} if name == "regression"
                                                  else {}) for name in experiments}
-    return runner.Grid(experiments, backends, ("cpu",), ("float64",), settings, named)
+    return grids.Grid(experiments, backends, ("cpu",), ("float64",), settings, named)
 
 
-def start(directory: Path, grid: runner.Grid) -> Results:
+def start(directory: Path, grid: grids.Grid) -> Results:
     runner.prepare(directory, grid, resume=False, argv=["test"])
     return runner.run_grid(grid, directory)
 
 
-def resume(directory: Path, grid: runner.Grid) -> tuple[Results, list[runner.Event]]:
+def resume(directory: Path, grid: grids.Grid) -> tuple[Results, list[runner.Event]]:
     events: list[runner.Event] = []
     runner.prepare(directory, None, resume=True, argv=["test", "--resume"])
     return runner.run_grid(grid, directory, on_event=events.append), events
@@ -127,7 +128,7 @@ def test_errored_runs_exit_1_with_one_line_even_quiet(tmp_path: Path,
 
 def test_sizes_beyond_memory_are_refused_before_anything_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    grid = runner.Grid(("timing",), ("numpy",), ("cpu",), ("float64",),
+    grid = grids.Grid(("timing",), ("numpy",), ("cpu",), ("float64",),
                        {"timing": {**grid_of(("timing",)).settings["timing"],
                                    "sizes": [100, 10**12]}})
     with pytest.raises(InvalidArgument, match=(

@@ -16,6 +16,7 @@ from matplotlib.container import ErrorbarContainer
 
 from gradbridge.commands.compare import summary_rows
 from gradbridge.core.backend import InvalidArgument
+from gradbridge.experiments import grid as grids
 from gradbridge.experiments import loader, noise, report, runner
 from gradbridge.experiments.builtin import timing
 from gradbridge.experiments.record import Results, RunRecord
@@ -61,7 +62,7 @@ def test_a_jax_rerun_reports_no_compile() -> None:
 
 def results_with(*runs: RunRecord) -> Results:
     """A results document (as runner.assemble writes it) holding ``runs``."""
-    grid = runner.grid_from_options(experiments=["regression", "mlp_gradients", "timing"],
+    grid = grids.grid_from_options(experiments=["regression", "mlp_gradients", "timing"],
                                     backends=["numpy", "jax"], dtypes=["float64"])
     return runner.assemble(grid, grid.loaded(), {}, {}, runs)
 
