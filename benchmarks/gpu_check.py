@@ -86,7 +86,8 @@ def steps(out: Path, budget: float, scratch: Path) -> list[dict[str, Any]]:
     compare_dir = scratch / "compare"
     records.append(run_step(
         "compare", [python, "-m", "gradbridge", "compare", "--backends", "torch,jax",
-                    "--devices", "cpu,cuda", "--quick", "--check", "--quiet",
+                    "--devices", "cpu,cuda", "--set", "timing.sizes=100,1000,10000", "--check",
+                    "--quiet",
                     "--out", str(compare_dir)],
         out / "compare.log", budget * SHARES["compare"]))
     for name in ("report.md", "results.json", "manifest.json"):

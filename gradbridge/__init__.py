@@ -43,12 +43,14 @@ _LAZY: dict[str, str] = {
     "fit": "gradbridge.core.train",
     "History": "gradbridge.core.train",
     "testing": "gradbridge.testing",
+    "experiment": "gradbridge.experiments.api",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradbridge import testing
     from gradbridge.core import data, losses, models, nn, optim, probability, random, tree
     from gradbridge.core.train import History, fit
+    from gradbridge.experiments.api import experiment
 
 
 def __getattr__(name: str) -> Any:
@@ -64,7 +66,7 @@ __all__ = [
     "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
     "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
     "TrainingDiverged",
-    "data", "fit", "get_backend", "list_backends", "losses", "models", "nn", "optim",
+    "data", "experiment", "fit", "get_backend", "list_backends", "losses", "models", "nn", "optim",
     "probability", "random", "register_backend", "resolve", "testing", "tree",
     "unregister_backend", "use_backend",
 ]

@@ -1,8 +1,9 @@
 """``gradbridge compare``: every experiment on every backend, device and dtype; results and report.
 
-The grid runs in :mod:`gradbridge.experiments.runner`; this module parses the command line,
-shows progress, writes the report and plots, prints the summary and turns ``--check`` into the
-exit status. ``gradbridge run CONFIG.toml`` reuses :func:`execute` with a grid read from a file.
+The grid (:mod:`gradbridge.experiments.grid`) runs in :mod:`gradbridge.experiments.runner`;
+this module parses the command line, shows progress, writes the report and plots, prints the
+terminal table and turns ``--check`` into the exit status. ``gradbridge run CONFIG.toml``
+reuses :func:`execute` with a grid read from a file.
 """
 
 from __future__ import annotations
@@ -13,35 +14,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradbridge.experiments.runner import Event, Grid
+    from gradbridge.experiments.grid import Grid
+    from gradbridge.experiments.record import Results
+    from gradbridge.experiments.runner import Event
 
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
-        "compare", help="run the experiments on every backend, device and dtype and compare them",
-        description="Run the tutorial's experiments, an MLP gradient check and a timing sweep on "
-                    "each backend x device x dtype; compare each run with a float64 NumPy "
-                    "reference; write results.json, results.csv, report.md, manifest.json and "
-                    "plots into --out.")
+        "compare", help="run experiments on every backend, device and dtype and compare them",
+        description="Run experiments (the built-in ones, or your own as path/file.py:function "
+                    "or package.module:function) on each backend x device x dtype; compare "
+                    "every output with the experiment's reference; write results.json, "
+                    "results.csv, report.md, manifest.json and plots into --out.")
     grid = parser.add_argument_group("grid (defaults: every known backend, cpu, both dtypes, "
-                                     "every experiment)")
+                                     "every built-in experiment)")
     grid.add_argument("--backends", metavar="LIST",
                       help="comma-separated backend names, e.g. numpy,jax,torch")
     grid.add_argument("--devices", metavar="LIST", help="comma-separated devices: cpu, cuda, "
                       "cuda:N (default cpu)")
     grid.add_argument("--dtypes", metavar="LIST", help="float32, float64 or both (default both)")
     grid.add_argument("--experiments", metavar="LIST",
-                      help="linalg, regression, bayes, mlp_gradients, timing (default all)")
-    sizes = parser.add_argument_group("sizes")
-    sizes.add_argument("--epochs", type=int, metavar="N",
-                       help="epochs of the regression experiment (default 50)")
-    sizes.add_argument("--sizes", metavar="LIST",
-                       help="data sizes N of the timing sweep, e.g. 100,1e4 (default 1e2..1e6)")
-    sizes.add_argument("--repeats", type=int, metavar="R",
-                       help="timed repeats per size, at least 5; the median and interquartile "
-                            "range are reported (default 5)")
-    sizes.add_argument("--quick", action="store_true",
-                       help="a short timing sweep: N = 1e2, 1e3, 1e4")
+                      help="comma-separated built-in names and your own experiments, e.g. "
+                           "my_file.py:newton,pkg.module:fn (default: every built-in one)")
+    grid.add_argument("--set", dest="settings", action="append", default=[],
+                      metavar="NAME.KEY=VALUE",
+                      help="a setting of an experiment, e.g. --set newton.steps=20 (repeatable;"
+                           " lists as 1,2,3)")
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -64,18 +62,17 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradbridge.experiments.runner import grid_from_options
+    from gradbridge.experiments.grid import grid_from_options, parse_sets
 
+    chosen = bool(args.settings) or any(
+        v is not None for v in (args.backends, args.devices, args.dtypes, args.experiments))
+    if args.resume and not chosen:  # --resume alone finishes the stored grid
+        return execute(None, out=args.out, resume=True, check=args.check, quiet=args.quiet)
     grid = grid_from_options(
         backends=_split(args.backends), devices=_split(args.devices), dtypes=_split(args.dtypes),
-        experiments=_split(args.experiments), epochs=args.epochs,
-        sizes=_split(args.sizes), repeats=args.repeats, quick=args.quick)
-    chosen = args.quick or any(
-        v is not None for v in (args.backends, args.devices, args.dtypes, args.experiments,
-                                args.epochs, args.sizes, args.repeats))
-    # --resume alone finishes the stored grid; with grid options they must match it
-    return execute(grid if chosen or not args.resume else None, out=args.out,
-                   resume=args.resume, check=args.check, quiet=args.quiet)
+        experiments=_split(args.experiments), settings=parse_sets(args.settings), text=True)
+    # with --resume, grid options must match the stored grid
+    return execute(grid, out=args.out, resume=args.resume, check=args.check, quiet=args.quiet)
 
 
 def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
@@ -86,9 +83,9 @@ def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
     Returns 1 when a run ended in an error, nothing ran, or ``check`` is set and a run
     disagreed or its named backend was skipped; else 0.
     """
-    from gradbridge.experiments import report, runner
+    from gradbridge.experiments import report, runner, store
 
-    directory = runner.output_directory(out, resume=resume)
+    directory = store.output_directory(out, resume=resume)
     grid = runner.prepare(directory, grid, resume=resume, argv=sys.argv)
     show_progress = not quiet and sys.stdout.isatty()
     try:
@@ -125,7 +122,7 @@ def _note_redo(event: Event) -> None:
         print(f"note: {event.status}", file=sys.stderr)
 
 
-def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
+def _run_with_progress(grid: Grid, directory: Path) -> Results:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -135,12 +132,13 @@ def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
         TimeElapsedColumn,
     )
 
+    from gradbridge.experiments import grid as grids
     from gradbridge.experiments import runner
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("starting", total=len(runner.cells(grid)))
+        task = progress.add_task("starting", total=len(grids.cells(grid)))
 
         def on_event(event: runner.Event) -> None:
             if event.kind == "redo":
@@ -156,15 +154,24 @@ def _run_with_progress(grid: Grid, directory: Path) -> dict[str, Any]:
     return results
 
 
-def _print_summary(results: dict[str, Any], directory: Path, written: list[Path]) -> None:
+def summary_rows(results: Results) -> tuple[list[str], list[list[str]]]:
+    """The terminal summary: one row per run."""
+    from gradbridge.experiments import report
+
+    header = ["experiment", "backend", "device", "dtype", "verdict", "max rel diff", "time"]
+    rows = [[run.experiment, run.backend, run.device, run.dtype,
+             report.status_text(run, width=60), report.sci((run.verdict or {}).get("worst_rel")),
+             report.time_text(run)] for run in results.runs]
+    return header, rows
+
+
+def _print_summary(results: Results, directory: Path, written: list[Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from gradbridge.experiments import report
-
     console = Console(width=None if sys.stdout.isatty() else 120)  # files and pipes: wide
-    table = Table(title="gradbridge compare: agreement with the float64 NumPy reference")
-    header, rows = report.summary_rows(results)
+    table = Table(title="gradbridge compare: agreement with each experiment's reference")
+    header, rows = summary_rows(results)
     for column in header:
         table.add_column(column, no_wrap=column in ("experiment", "time"))
     for row in rows:

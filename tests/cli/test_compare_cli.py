@@ -16,7 +16,8 @@ import gradbridge as gb
 from gradbridge.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["--backends", "numpy", "--experiments", "linalg,regression", "--epochs", "5"]
+SMALL = ["--backends", "numpy", "--experiments", "linalg,regression", "--set",
+         "regression.epochs=5"]
 
 
 def test_compare_writes_every_output_and_a_summary(tmp_path: Path,
@@ -24,10 +25,10 @@ def test_compare_writes_every_output_and_a_summary(tmp_path: Path,
     out = tmp_path / "out"
     assert main(["compare", *SMALL, "--out", str(out), "--check"]) == 0
     printed = capsys.readouterr().out
-    assert "agreement with the float64 NumPy reference" in printed  # the summary table
+    assert "agreement with each experiment's reference" in printed  # the summary table
     assert f"report: {out / 'report.md'}" in printed
-    for name in ("results.json", "results.csv", "timing.csv", "report.md", "manifest.json",
-                 "loss_curves.png", "gd_path.png", "reference_difference.png"):
+    for name in ("results.json", "results.csv", "report.md", "manifest.json",
+                 "regression_series.png", "gd_path.png", "reference_difference.png"):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["grid"]["backends"] == ["numpy"]
@@ -47,14 +48,15 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (["--devices", "cuda"], "devices that exist: cpu"),
     (["--backends", "numpy,numpi"], "unknown backend 'numpi'; known backends:"),
     (["--experiments", "nope"], "unknown experiment 'nope'; known experiments: linalg"),
-    (["--sizes", "100,many"], "timing size 'many'"),
-    (["--sizes", "1e12", "--experiments", "timing"],
+    (["--set", "timing.sizes=100,many"], "timing.sizes must be a list of integers; got "
+     "'100,many' (--set)"),
+    (["--set", "timing.sizes=1e12", "--experiments", "timing"],
      "timing.sizes N = 1,000,000,000,000 (128 bytes per data point) needs about 116.4 TiB"),
-    (["--epochs", "5", "--experiments", "bayes"], "--epochs is not used by any experiment in "
-     "the grid (bayes): regression.epochs is used only by regression; add regression to"),
-    (["--sizes", "100", "--experiments", "linalg"],
-     "--sizes is not used by any experiment in the grid (linalg): timing.sizes is used only by "
-     "timing; add timing to the experiments or drop --sizes"),
+    (["--set", "regression.epochs=5", "--experiments", "bayes"], "--set names experiment "
+     "'regression', which is not in the grid (bayes); add it to the experiments"),
+    (["--set", "regression.epochs"], "--set 'regression.epochs' is not valid; write --set "
+     "EXPERIMENT.KEY=VALUE"),
+    (["--set", "regression.epochs=many"], "regression.epochs must be an integer; got 'many'"),
 ])
 def test_bad_grids_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,16 +172,18 @@ def test_check_fails_for_a_wrong_backend_registered_as_a_plugin(tmp_path: Path) 
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "gradbridge", "compare", "--backends", "numpy,wrongmean",
-         "--experiments", "linalg,regression", "--dtypes", "float64", "--epochs", "5",
+         "--experiments", "linalg,regression", "--dtypes", "float64", "--set",
+         "regression.epochs=5",
          "--out", str(out), "--check"],
         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     # the mean is 0.1% off, so the loss differs by 1e-3 relative from the very first epoch
-    assert "regression on wrongmean cpu float64: differs by 0.001 from epoch 0" in done.stderr
+    assert "regression on wrongmean cpu float64: loss differs by 0.001 from epoch 0" \
+        in done.stderr
     report = (out / "report.md").read_text()
     assert "| numpy | 2 ok | agrees" in report
-    assert "| wrongmean | 2 ok | differs by 0.001 from epoch 0 (regression, cpu, float64) |" \
-        in report
+    assert "| wrongmean | 2 ok | loss differs by 0.001 from epoch 0 (regression, cpu, " \
+           "float64) |" in report
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["environment"]["backends"]["wrongmean"]["source"] == \
         "plugin (gb-wrong-plugin)"

@@ -3,10 +3,10 @@ that fail, memory refused up front, unwritable paths, corrupt files, and file mo
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,23 +19,26 @@ from gradbridge.commands.compare import execute
 from gradbridge.config import read_toml
 from gradbridge.core import data
 from gradbridge.core.backend import InvalidArgument
-from gradbridge.experiments import report, runner
-from gradbridge.experiments.catalog import RegressionSettings, Settings, TimingSettings
+from gradbridge.experiments import grid as grids
+from gradbridge.experiments import loader, report, runner, store
+from gradbridge.experiments.api import Tolerances
+from gradbridge.experiments.record import Results, RunRecord
 
 
 def grid_of(experiments: tuple[str, ...] = ("linalg", "regression"),
             backends: tuple[str, ...] = ("numpy",), epochs: int = 5,
-            named: bool = False) -> runner.Grid:
-    settings = Settings(regression=RegressionSettings(epochs=epochs))
-    return runner.Grid(experiments, backends, ("cpu",), ("float64",), settings, named)
+            named: bool = False) -> grids.Grid:
+    settings = {name: loader.load(name).settings({"epochs": epochs} if name == "regression"
+                                                 else {}) for name in experiments}
+    return grids.Grid(experiments, backends, ("cpu",), ("float64",), settings, named)
 
 
-def start(directory: Path, grid: runner.Grid) -> dict:
+def start(directory: Path, grid: grids.Grid) -> Results:
     runner.prepare(directory, grid, resume=False, argv=["test"])
     return runner.run_grid(grid, directory)
 
 
-def resume(directory: Path, grid: runner.Grid) -> tuple[dict, list[runner.Event]]:
+def resume(directory: Path, grid: grids.Grid) -> tuple[Results, list[runner.Event]]:
     events: list[runner.Event] = []
     runner.prepare(directory, None, resume=True, argv=["test", "--resume"])
     return runner.run_grid(grid, directory, on_event=events.append), events
@@ -64,17 +67,17 @@ def ghost() -> Iterator[str]:
 
 def test_a_named_backend_that_cannot_load_is_an_error(tmp_path: Path, ghost: str) -> None:
     results = start(tmp_path, grid_of(("linalg",), ("numpy", ghost), named=True))
-    run = next(r for r in results["runs"] if r["backend"] == ghost)
-    assert run["status"] == "error"
-    assert "the ghost backend cannot load" in run["reason"]
-    assert "pip install ghost-framework" in run["reason"]
+    run = next(r for r in results.runs if r.backend == ghost)
+    assert run.status == "error"
+    assert "the ghost backend cannot load" in run.reason
+    assert "pip install ghost-framework" in run.reason
     assert report.failures(results) == report.errors(results) == [
-        f"linalg on ghost cpu float64: error: {run['reason']}"]
+        f"linalg on ghost cpu float64: error: {run.reason}"]
 
 
 def test_an_unnamed_backend_that_cannot_load_is_skipped(tmp_path: Path, ghost: str) -> None:
     results = start(tmp_path, grid_of(("linalg",), ("numpy", ghost)))
-    assert [r["status"] for r in results["runs"]] == ["ok", "skipped"]
+    assert [r.status for r in results.runs] == ["ok", "skipped"]
     assert report.failures(results) == []  # the default grid tries every known backend
 
 
@@ -91,15 +94,16 @@ def test_a_grid_in_which_nothing_ran_fails_without_check(tmp_path: Path, ghost: 
 
 
 def test_a_skipped_run_of_a_named_backend_fails_the_check() -> None:
-    skipped = {"experiment": "linalg", "backend": "torch", "device": "mps", "dtype": "float64",
-               "status": "skipped", "reason": "torch on mps does not support float64"}
-    ok = {**skipped, "dtype": "float32", "status": "ok"}
-    results = {"grid": {**grid_of(("linalg",), ("torch",), named=True).as_dict(),
-                        "dtypes": ["float32", "float64"]}, "runs": [ok, skipped]}
+    skipped = RunRecord("linalg", "torch", "mps", "float64", status="skipped",
+                        reason="torch on mps does not support float64")
+    ok = RunRecord("linalg", "torch", "mps", "float32")
+    grid = grid_of(("linalg",), ("torch",), named=True)
+    results = Results({**grid.as_dict(), "dtypes": ["float32", "float64"]}, grid.loaded(),
+                      runs=[ok, skipped])
     assert report.failures(results) == ["linalg on torch mps float64: skipped although torch "
                                         "was named: torch on mps does not support float64"]
     assert report.errors(results) == []  # a check failure, not an error
-    results["grid"]["backends_named"] = False
+    results.grid["backends_named"] = False
     assert report.failures(results) == []
 
 
@@ -113,9 +117,10 @@ def test_errored_runs_exit_1_with_one_line_even_quiet(tmp_path: Path,
         gb.unregister_backend("failing")
     captured = capsys.readouterr()
     assert code == 1 and captured.out == ""
-    assert captured.err == ("failed: mlp_gradients on failing cpu float64: error: "
-                            "RuntimeError: no gradients today; see "
-                            f"{tmp_path / 'report.md'}\n")
+    # the reason names the experiment's own line the error passed through
+    assert re.fullmatch(r"failed: mlp_gradients on failing cpu float64: error: RuntimeError: no "
+                        r"gradients today \(mlp_gradients\.py:\d+\); see "
+                        + re.escape(str(tmp_path / "report.md")) + "\n", captured.err)
 
 
 # ------------------------------------------------------------------ memory up front
@@ -123,20 +128,21 @@ def test_errored_runs_exit_1_with_one_line_even_quiet(tmp_path: Path,
 
 def test_sizes_beyond_memory_are_refused_before_anything_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(timing=TimingSettings(sizes=(100, 10**12)))
-    grid = runner.Grid(("timing",), ("numpy",), ("cpu",), ("float64",), settings)
+    grid = grids.Grid(("timing",), ("numpy",), ("cpu",), ("float64",),
+                       {"timing": {**grid_of(("timing",)).settings["timing"],
+                                   "sizes": [100, 10**12]}})
     with pytest.raises(InvalidArgument, match=(
             r"timing.sizes N = 1,000,000,000,000 \(128 bytes per data point\) needs about "
             r"116\.4 TiB of memory, more than this machine's .* of physical memory; "
             "choose a smaller size")):
         runner.prepare(tmp_path / "out", grid, resume=False, argv=[])
     assert not (tmp_path / "out").exists()
-    regression = grid_of(("regression",))
+    regression = loader.load("regression")
     monkeypatch.setattr(data, "physical_memory", lambda: 100 * 128)
-    runner.check_memory(regression)  # n = 100 points fit exactly
+    regression.settings({"n": 100})  # n = 100 points fit exactly
     monkeypatch.setattr(data, "physical_memory", lambda: 100 * 128 - 1)
     with pytest.raises(InvalidArgument, match=r"regression\.n N = 100 \(128 bytes"):
-        runner.check_memory(regression)
+        regression.settings({"n": 100})
 
 
 # ------------------------------------------------------------------ stored run files
@@ -153,10 +159,10 @@ def test_a_run_file_made_with_other_settings_is_redone(tmp_path: Path) -> None:
     redo = [e for e in events if e.kind == "redo"]
     assert [e.cell.experiment for e in redo] == ["regression"]
     assert redo[0].status == (f"{tmp_path / 'runs' / 'regression__numpy__cpu__float64.json'} "
-                              "was made with other settings (regression.epochs: stored 5, "
-                              "given 7); running it again")
-    regression = next(r for r in results["runs"] if r["experiment"] == "regression")
-    assert len(regression["losses"]) == 7 and regression["settings"]["regression.epochs"] == 7
+                              "was made with other settings (epochs: stored 5, given 7); "
+                              "running it again")
+    regression = next(r for r in results.runs if r.experiment == "regression")
+    assert len(regression.outputs["loss"]) == 7 and regression.settings["epochs"] == 7
     assert (tmp_path / "runs" / "linalg__numpy__cpu__float64.json").read_text() == kept
 
 
@@ -165,7 +171,7 @@ def test_a_run_file_made_with_other_settings_is_redone(tmp_path: Path) -> None:
     ("", "is unreadable or not valid JSON"), ("\xff\xfe", "is unreadable or not valid JSON"),
     ('{"status": "ok"}', "is not a run record of this cell"),
     ('{"experiment": "linalg", "backend": "numpy", "device": "cpu", "dtype": "float64", '
-     '"status": "ok"}', "holds no settings to check (an older gradbridge wrote it)"),
+     '"status": "ok", "losses": []}', "is not a run record of this cell"),
 ])
 def test_a_junk_run_file_is_redone(junk: str, why: str, tmp_path: Path) -> None:
     start(tmp_path, grid_of(("linalg",)))
@@ -173,7 +179,7 @@ def test_a_junk_run_file_is_redone(junk: str, why: str, tmp_path: Path) -> None:
     path.write_text(junk, encoding="latin-1")
     results, events = resume(tmp_path, grid_of(("linalg",)))
     assert [e.status for e in events if e.kind == "redo"] == [f"{path} {why}; running it again"]
-    assert [r["status"] for r in results["runs"]] == ["ok"]
+    assert [r.status for r in results.runs] == ["ok"]
     assert json.loads(path.read_text())["experiment"] == "linalg"
 
 
@@ -182,7 +188,7 @@ def test_resuming_another_grid_names_what_differs(tmp_path: Path) -> None:
     other = grid_of(("linalg", "regression"), epochs=50)
     with pytest.raises(InvalidArgument, match=(
             r"another grid \(experiments: stored linalg, given linalg,regression; "
-            r"regression.epochs: stored 5, given 50\)")):
+            r"regression.epochs: stored None, given 50.*\)")):
         runner.prepare(tmp_path, other, resume=True, argv=[])
 
 
@@ -204,12 +210,12 @@ def test_resume_without_out_never_picks_a_finished_comparison(
     start(root / "finished", grid_of(("linalg",)))
     runner.prepare(root / "interrupted", grid_of(("linalg",)), resume=False, argv=[])
     os.utime(root / "finished", (2e9, 2e9))  # the finished one is the newest
-    assert runner.output_directory(None, resume=True) == root / "interrupted"
+    assert store.output_directory(None, resume=True) == root / "interrupted"
     resume(root / "interrupted", grid_of(("linalg",)))
     with pytest.raises(InvalidArgument, match=(
             r"found no unfinished comparison: every one in results/ has finished "
             r"\(finished, interrupted\); pass --out DIR")):
-        runner.output_directory(None, resume=True)
+        store.output_directory(None, resume=True)
 
 
 # --------------------------------------------------------------- unwritable paths
@@ -232,7 +238,7 @@ def test_unwritable_results_name_the_path_and_the_fix(call: str, code: int, why:
     where = target.parent if call == "mkdir" else target
     with pytest.raises(InvalidArgument, match=(
             f"^cannot write results to {where}: {why}; choose another --out$")):
-        report.atomic_write(target, "{}")
+        store.atomic_write(target, "{}")
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.rglob("*")) == ([] if call == "mkdir" else ["out"])
 
@@ -246,7 +252,7 @@ def test_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match=(
             f"cannot write results to {out / 'deeper'}: a file stands where a directory is "
             "needed; choose another --out")):
-        report.make_directory(out / "deeper")
+        store.make_directory(out / "deeper")
     assert out.read_text() == "mine"
 
 
@@ -254,7 +260,7 @@ def test_result_files_follow_the_umask(tmp_path: Path) -> None:
     def mode(umask: int) -> int:
         previous = os.umask(umask)
         try:
-            report.atomic_write(tmp_path / f"{umask:o}.json", "{}")
+            store.atomic_write(tmp_path / f"{umask:o}.json", "{}")
         finally:
             os.umask(previous)
         return stat.S_IMODE((tmp_path / f"{umask:o}.json").stat().st_mode)
@@ -282,5 +288,5 @@ def test_tolerances_are_fractions() -> None:
     for value in (0.0, 1.0, 2.5, -1e-4):
         with pytest.raises(InvalidArgument, match=f"tolerance.float32={value!r} is not valid; "
                                                   "expected a relative difference between 0"):
-            dataclasses.replace(Settings().tolerance, float32=value)
-    assert dataclasses.replace(Settings().tolerance, float64=0.5).float64 == 0.5
+            Tolerances(float32=value)
+    assert Tolerances(float64=0.5).float64 == 0.5
