@@ -56,6 +56,10 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--check", action="store_true",
                      help="exit 1 also if a run differs from the reference beyond tolerance or a "
                           "named backend was skipped (a run in error always exits 1)")
+    out.add_argument("--explain", action="store_true",
+                     help="for every run that disagrees, rerun it eagerly beside the NumPy "
+                          "float64 reference and name the statement where the difference is "
+                          "born (printed, and in report.md)")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bars and no summary table (also no bars when stdout is "
                           "not a terminal)")
@@ -67,19 +71,22 @@ def run(args: argparse.Namespace) -> int:
     chosen = bool(args.settings) or any(
         v is not None for v in (args.backends, args.devices, args.dtypes, args.experiments))
     if args.resume and not chosen:  # --resume alone finishes the stored grid
-        return execute(None, out=args.out, resume=True, check=args.check, quiet=args.quiet)
+        return execute(None, out=args.out, resume=True, check=args.check, quiet=args.quiet,
+                       explain=args.explain)
     grid = grid_from_options(
         backends=_split(args.backends), devices=_split(args.devices), dtypes=_split(args.dtypes),
         experiments=_split(args.experiments), settings=parse_sets(args.settings), text=True)
     # with --resume, grid options must match the stored grid
-    return execute(grid, out=args.out, resume=args.resume, check=args.check, quiet=args.quiet)
+    return execute(grid, out=args.out, resume=args.resume, check=args.check, quiet=args.quiet,
+                   explain=args.explain)
 
 
 def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
-            quiet: bool) -> int:
+            quiet: bool, explain: bool = False) -> int:
     """Run (or finish) a grid into ``out``, write report and plots, print a summary.
 
     ``grid`` may be None only with ``resume``: then the grid stored in ``out`` is finished.
+    ``explain`` names, for each run that disagrees, the statement where it starts to.
     Returns 1 when a run ended in an error, nothing ran, or ``check`` is set and a run
     disagreed or its named backend was skipped; else 0.
     """
@@ -89,8 +96,8 @@ def execute(grid: Grid | None, *, out: str | None, resume: bool, check: bool,
     grid = runner.prepare(directory, grid, resume=resume, argv=sys.argv)
     show_progress = not quiet and sys.stdout.isatty()
     try:
-        results = (_run_with_progress(grid, directory) if show_progress
-                   else runner.run_grid(grid, directory, on_event=_note_redo))
+        results = (_run_with_progress(grid, directory, explain) if show_progress
+                   else runner.run_grid(grid, directory, on_event=_note_redo, explain=explain))
     except KeyboardInterrupt:
         print(f"finished runs are saved in {directory}; complete the grid with: "
               f"gradbridge compare --resume --out {directory}", file=sys.stderr)
@@ -122,7 +129,7 @@ def _note_redo(event: Event) -> None:
         print(f"note: {event.status}", file=sys.stderr)
 
 
-def _run_with_progress(grid: Grid, directory: Path) -> Results:
+def _run_with_progress(grid: Grid, directory: Path, explain: bool) -> Results:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -149,7 +156,7 @@ def _run_with_progress(grid: Grid, directory: Path) -> Results:
                 progress.update(task, advance=1,
                                 description=f"{event.cell.label}: {event.status}")
 
-        results = runner.run_grid(grid, directory, on_event=on_event)
+        results = runner.run_grid(grid, directory, on_event=on_event, explain=explain)
         progress.update(task, description="done")
     return results
 
@@ -177,6 +184,10 @@ def _print_summary(results: Results, directory: Path, written: list[Path]) -> No
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for run in results.runs:
+        if run.explanation:
+            console.print(f"[bold]{run.where}[/bold]: {run.explanation}", markup=True,
+                          highlight=False)
     console.print(f"report: {directory / 'report.md'}")
     plots = [p.name for p in written if p.suffix == ".png"]
     if plots:

@@ -27,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     return execute(config.grid, out=args.out or config.out, resume=args.resume,
-                   check=args.check or config.check, quiet=args.quiet or config.quiet)
+                   check=args.check or config.check, quiet=args.quiet or config.quiet,
+                   explain=args.explain)

@@ -123,9 +123,10 @@ def references(grid: Grid) -> tuple[dict[str, Outputs], dict[str, dict[str, Outp
     return refs, alternates
 
 
-def run_grid(grid: Grid, directory: Path,
-             on_event: Callable[[Event], None] | None = None) -> Results:
-    """Run every cell without a finished run file of the same settings; return the results."""
+def run_grid(grid: Grid, directory: Path, on_event: Callable[[Event], None] | None = None, *,
+             explain: bool = False) -> Results:
+    """Run every cell without a finished run file of the same settings; return the results.
+    With ``explain``, a run that disagrees also says where its difference is born."""
     notify = on_event or (lambda event: None)
     experiments = grid.loaded()
     refs, alternates = references(grid)
@@ -149,7 +150,7 @@ def run_grid(grid: Grid, directory: Path,
         notify(Event("start", cell))
         records[cell.key] = run_cell(cell, experiment, settings, refs.get(cell.experiment),
                                      alternates.get(cell.experiment, {}),
-                                     backend_named=grid.backends_named)
+                                     backend_named=grid.backends_named, explain=explain)
         store.write_json(path, records[cell.key].as_dict())
         report.write_results(results(), directory)
         notify(Event("done", cell, records[cell.key].status))
@@ -183,7 +184,7 @@ def _refresh_manifest(directory: Path, grid: Grid) -> None:
 
 def run_cell(cell: Cell, experiment: Experiment, settings: Mapping[str, Any],
              reference: Outputs | None, alternates: Mapping[str, Outputs] | None = None, *,
-             backend_named: bool = False) -> RunRecord:
+             backend_named: bool = False, explain: bool = False) -> RunRecord:
     """Run one cell: error if it raises or its named backend cannot load; skipped if a backend
     it was not asked for by name cannot load, or its device lacks the dtype. An experiment
     that returns no mapping of outputs is an ExperimentError, not a failed run."""
@@ -217,7 +218,24 @@ def run_cell(cell: Cell, experiment: Experiment, settings: Mapping[str, Any],
               experiment.tolerances.for_dtype(cell.dtype))
     except ValueError as exc:
         return _failed(record, "error", f"not comparable: {exc}")
+    if explain and record.agrees is False:
+        record.explanation = explanation(experiment, be, settings)
     return record
+
+
+def explanation(experiment: Experiment, be: Backend, settings: Mapping[str, Any]) -> str:
+    """Where a disagreeing run's difference is born (gradbridge.testing.explain, against the
+    experiment on NumPy float64), or why no single statement can be named."""
+    from gradbridge.testing import explain
+
+    try:
+        found = explain(experiment.fn, be, settings=experiment.arguments(settings))
+    except Exception as exc:  # the run itself worked: a failed explanation is only reported
+        return f"could not explain: {type(exc).__name__}: {exc}"
+    if found is None:
+        return ("no single statement differs beyond rounding: the difference grows from "
+                "rounding carried through the run")
+    return str(found)
 
 
 def _failed(record: RunRecord, status: str, reason: str) -> RunRecord:

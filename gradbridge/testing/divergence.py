@@ -68,6 +68,9 @@ class Divergence:
     tolerance: float
     backend: str
     reference: str
+    absolute: bool = False
+    """``difference`` is absolute: the reference's values are zero (or not floating), so no
+    relative one exists."""
 
     def __str__(self) -> str:
         where = (f"{self.file}:{self.line} ({_ordinal(self.execution)} execution) "
@@ -79,7 +82,8 @@ class Divergence:
                     f"tolerance {self.tolerance:.2g})")
         what = {RETURN: "the returned value", EXPRESSION: "an argument it passes"}.get(
             self.variable, self.variable)
-        return (f"{where}: {what} differs by {self.difference:.1e} "
+        kind = " (absolute: the reference is 0)" if self.absolute else ""
+        return (f"{where}: {what} differs by {self.difference:.1e}{kind} "
                 f"(tolerance {self.tolerance:.2g}) {sides}")
 
 
@@ -107,9 +111,9 @@ def explain(fn: Callable[..., Any], backend: Any, reference: Any = None, *,
     found = first_difference(expected, actual, statements, tolerance, rtol is None)
     if found is None:
         return None
-    line, execution, variable, difference, exceeded = found
+    line, execution, variable, difference, exceeded, absolute = found
     return Divergence(file, line, statements.text(line), variable, execution, difference,
-                      exceeded, _label(be), _label(ref))
+                      exceeded, _label(be), _label(ref), absolute)
 
 
 # ------------------------------------------------------------------------- the source
@@ -370,8 +374,8 @@ def _kept(obj: Any, stamp: Any, before: Snapshot) -> bool:
 # ---------------------------------------------------------------------- comparing
 
 
-Found = tuple[int, int, str, float, float]
-"""(line, execution, variable, difference, tolerance exceeded)."""
+Found = tuple[int, int, str, float, float, bool]
+"""(line, execution, variable, difference, tolerance exceeded, difference is absolute)."""
 
 REALIGN_WINDOW = 256
 """How many statements ahead a branch that only one side runs may rejoin the other's."""
@@ -476,7 +480,9 @@ class Walk:
             self.differences[key], self.magnitudes[key] = absolute, magnitude
             if (relative > allowed and absolute > allowed * size
                     and absolute > CARRY_FACTOR * carried):
-                return event.line, event.execution, name, relative, allowed
+                if magnitude == 0.0:  # nothing to be relative to: say how far, absolutely
+                    return event.line, event.execution, name, absolute, allowed, True
+                return event.line, event.execution, name, relative, allowed, False
             self.worst = max(self.worst, relative)
         return None
 
@@ -561,7 +567,7 @@ def _rejoin(expected: list[Event], actual: list[Event], i: int,
 
 def _control_flow(last: Event, worst: float, tolerance: float) -> Found:
     """The statement both sides ran last before they went separate ways."""
-    return last.line, last.execution, CONTROL_FLOW, worst, tolerance
+    return last.line, last.execution, CONTROL_FLOW, worst, tolerance, False
 
 
 def _leaf_difference(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float]:

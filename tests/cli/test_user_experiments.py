@@ -90,6 +90,24 @@ def test_a_backend_that_computes_something_else_fails_the_check(
     assert "| torch | cpu | float64 | **" in report and "(from step 0)** |" in report
 
 
+def test_explain_names_the_statement_where_the_difference_is_born(tmp_path: Path) -> None:
+    """--explain reruns the disagreeing run beside NumPy float64: torch's own branch sets
+    ``push`` (line 8 of the file, 1st iteration) before any other value differs."""
+    path = user_file(tmp_path)
+    out = tmp_path / "out"
+    assert compare("--experiments", f"{path}:spring", "--backends", "numpy,torch", "--dtypes",
+                   "float64", "--set", "spring.lean=0.01", "--set", "spring.steps=6",
+                   "--out", str(out), "--explain") == 0
+    runs = {r["backend"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert runs["numpy"]["explanation"] is None  # it agrees: nothing to explain
+    explanation = runs["torch"]["explanation"]
+    line = SPRING.splitlines().index(
+        '        push = lean if be.name == "torch" else 0.0  # a backend-dependent branch') + 1
+    assert f"mine.py:{line}" in explanation and "push" in explanation, explanation
+    assert "1st execution" in explanation, explanation
+    assert f"mine.py:{line}" in (out / "report.md").read_text()
+
+
 def test_settings_of_a_user_experiment_are_validated(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     path = user_file(tmp_path)
