@@ -22,7 +22,6 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import array_api_compat.numpy
 import numpy as np
 
 from gradbridge.core import ops
@@ -282,7 +281,10 @@ class Tracer:
         return rule(*args, **kwargs)
 
     def __array_namespace__(self, api_version: str | None = None) -> Any:
-        return array_api_compat.numpy
+        return _namespace(self.tape.dtype.name)
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        raise left_the_graph("exporting a traced value through DLPack")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise left_the_graph("converting a traced value to a NumPy array (np.asarray, "
@@ -346,6 +348,18 @@ class Tracer:
     @property
     def device(self) -> str:
         return "cpu"
+
+    @property
+    def itemsize(self) -> int:
+        return self.value.itemsize
+
+    @property
+    def real(self) -> Any:
+        return np.real(self)
+
+    @property
+    def imag(self) -> Any:
+        return np.imag(self)
 
     @property
     def T(self) -> Any:
@@ -441,6 +455,18 @@ class Tracer:
     def repeat(self, repeats: Any, axis: Any = None) -> Any:
         return np.repeat(self, repeats, axis=axis)
 
+    def argsort(self, axis: Any = -1, kind: Any = None) -> Any:
+        return np.argsort(self, axis=axis, kind=kind)
+
+    def nonzero(self) -> Any:
+        return np.nonzero(self)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.trace(self, offset, axis1, axis2)
+
     def round(self, decimals: int = 0) -> Any:
         return np.round(self, decimals)
 
@@ -477,6 +503,14 @@ class Tracer:
 
     def __repr__(self) -> str:
         return f"Tracer({self.value!r})"
+
+
+@functools.cache
+def _namespace(dtype: str) -> Any:
+    """The NumPy backend of a tape's dtype: what a traced value's ``__array_namespace__`` is."""
+    from gradbridge.backends.numpy import NumpyBackend  # (it imports this module)
+
+    return NumpyBackend(dtype=dtype)
 
 
 # ---------------------------------------------------------------------- the backward pass
