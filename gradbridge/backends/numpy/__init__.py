@@ -162,13 +162,14 @@ bind_namespace(NumpyBackend, ONE_FRAMEWORK)
 
 
 def _traced_to_rule(name: str, bound: Callable[..., Any]) -> Callable[..., Any]:
-    """``bound`` (array-api-compat's linalg function), except that traced arguments go to the
-    autodiff's rule of the same name (compat's wrappers turn arrays into NumPy's first)."""
+    """``bound`` (array-api-compat's linalg function), except that traced arguments (inside grad
+    or a jit trace) go to the autodiff's rule of the same name: compat's wrappers would turn
+    them into NumPy arrays first."""
     rule, plain = autodiff.PRIMITIVES[name], bound.__wrapped__  # type: ignore[attr-defined]
 
     @functools.wraps(plain)
     def linalg_function(*args: Any, **kwargs: Any) -> Any:
-        if any(type(a) is Tracer for a in args):
+        if any(type(a) is Tracer or type(a) is Symbol for a in args):
             return rule(*args, **kwargs)
         return plain(*args, **kwargs)
 

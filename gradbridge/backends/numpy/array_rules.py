@@ -38,9 +38,6 @@ from gradbridge.backends.numpy.autodiff import (
 )
 from gradbridge.core.backend import Axis, NotDifferentiable
 
-INDEPENDENT: Any = None
-"""(For readability) an argument the output does not depend on: no VJP is needed."""
-
 
 def identity(g: Any) -> Any:
     """The VJP of an input that reaches the output unchanged."""
@@ -349,9 +346,10 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: Any = N
 
 
 @primitive("where", np.where)
-def where(condition: Any, x1: Any = None, x2: Any = None) -> Any:
-    """``x1`` where ``condition`` holds, else ``x2``; each gets the gradient where it was chosen."""
-    return np.where(condition, x1, x2), (INDEPENDENT, lambda g: np.where(condition, g, 0),
+def where(condition: Any, x1: Any, x2: Any) -> Any:
+    """``x1`` where ``condition`` holds, else ``x2``; each gets the gradient where it was chosen
+    (the condition, boolean, has none)."""
+    return np.where(condition, x1, x2), (None, lambda g: np.where(condition, g, 0),
                                          lambda g: np.where(condition, 0, g))
 
 
@@ -855,10 +853,15 @@ def take_along_axis(x: Any, indices: Any, axis: int | None = -1) -> Any:
     return x[key]
 
 
-@composite("sort", np.sort)
+@primitive("sort", np.sort)
 def sort(x: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
-    """The sorted values: the input picked in argsort's (stable) order."""
+    """The sorted values: the input picked in argsort's (stable) order; the gradient is
+    picked back in the inverse order (a gather, no scatter)."""
+    shape = x.shape
     if axis is None:
         x, axis = np.reshape(x, -1), 0
-    return np.take_along_axis(x, np.argsort(detached(x), axis=axis, kind="stable"), axis)
+    ranks = np.argsort(x, axis=axis, kind="stable")
+    inverse = np.argsort(ranks, axis=axis)
+    return np.take_along_axis(x, ranks, axis), (
+        lambda g: np.reshape(np.take_along_axis(g, inverse, axis), shape),)

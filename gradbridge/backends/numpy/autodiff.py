@@ -155,8 +155,7 @@ def primitive(name: str, *functions: Any, outputs: bool = False) -> Callable[[Ru
             if tape is None:
                 if innermost(tuple(kwargs.values())) is not None:
                     raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
-                out = rule(*args, **kwargs)[0]
-                return out
+                return rule(*args, **kwargs)[0]
             if any(type(v) is Tracer and v.tape is tape for v in kwargs.values()):
                 raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
             out, vjps = rule(*(_down(a, tape) for a in args), **kwargs)
@@ -211,8 +210,9 @@ def composite(name: str, *functions: Any) -> Callable[[Callable[..., Any]], Any]
 
 
 def constant(names: str, *functions: Any) -> None:
-    """Register NumPy ``functions`` (one per name) whose results carry no gradient (integer or
-    boolean outputs, piecewise constants): on tracers they compute on the values."""
+    """Register NumPy ``functions`` (those of core/ops.py's ``names``) whose results carry no
+    gradient (integer or boolean outputs, piecewise constants): on tracers they compute on the
+    values, every level down."""
 
     def make(function: Any) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
