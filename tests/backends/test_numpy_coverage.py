@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradbridge as gb
 from gradbridge.core import ops
@@ -282,3 +285,46 @@ def test_integer_and_boolean_results_are_forward_only() -> None:
     x = np.array([0.5, -1.0, 2.0])
     # f = x[2] * (x0 + x2) here: df/dx = (x2, 0, x0 + 2 x2)
     np.testing.assert_array_equal(be.grad(fn)(x), [2.0, 0.0, 4.5])
+
+
+def check_both_orders(scalar: Callable[..., Any], args: list[np.ndarray]) -> None:
+    """First order against central differences, second order against differences of grads."""
+    argnums = tuple(range(len(args)))
+    grads = be.grad(scalar, argnums=argnums)(*args)
+    for i, grad in enumerate(grads):
+        np.testing.assert_allclose(grad, finite_difference(scalar, args, i), rtol=1e-6,
+                                   atol=1e-8)
+    directions = [normal(*np.shape(a), seed=21 + i) for i, a in enumerate(args)]
+    grad = be.grad(scalar, argnums=argnums)
+    nested = be.grad(lambda *xs: sum(be.sum(g * d) for g, d in zip(grad(*xs), directions,
+                                                                   strict=True)),
+                     argnums=argnums)(*args)
+    ahead = grad(*(a + H2 * d for a, d in zip(args, directions, strict=True)))
+    behind = grad(*(a - H2 * d for a, d in zip(args, directions, strict=True)))
+    for i, hv in enumerate(nested):
+        np.testing.assert_allclose(hv, (ahead[i] - behind[i]) / (2 * H2), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3),
+       name=st.sampled_from(["multiply", "divide", "atan2", "hypot", "logaddexp", "pow"]))
+def test_broadcasting_binary_functions_for_generated_shapes(shapes: Any, name: str) -> None:
+    a, b = (uniform(0.5, 2.0, *shape, seed=5 + i) for i, shape in enumerate(shapes.input_shapes))
+    function = getattr(be, name)
+    check_both_orders(lambda x, y: be.sum(function(x, y) ** 2), [a, b])
+
+
+@settings(max_examples=25, deadline=None)
+@given(indices=hnp.arrays(np.intp, st.integers(1, 6), elements=st.integers(0, 3)),
+       mask=hnp.arrays(np.bool_, (4, 3)), axis=st.sampled_from([0, 1]))
+def test_gathers_and_masks_for_generated_indices(indices: np.ndarray, mask: np.ndarray,
+                                                 axis: int) -> None:
+    """Repeated integer indices add up; masks select any subset (empty included)."""
+    x = normal(4, 3, seed=9)
+    take = indices if axis == 0 else indices % 3
+
+    def scalar(x: Any) -> Any:
+        return (be.sum(be.take(x, take, axis=axis) ** 3) + be.sum(be.sin(x[mask]))
+                + be.sum(x[take % 4, take % 3] ** 2))
+
+    check_both_orders(scalar, [x])

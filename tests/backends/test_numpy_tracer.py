@@ -98,6 +98,7 @@ LEAVES: dict[str, Callable[[Any], Any]] = {
     "an unknown NumPy function": lambda t: np.fmod(t, 2.0),
     "ufunc with out=": lambda t: np.exp(t, out=np.empty_like(X)),
     "dlpack": lambda t: t.__dlpack__(),
+    "complex values": lambda t: be.abs(t * 1j),
 }
 
 

@@ -18,10 +18,11 @@ from typing import Any, ClassVar
 import array_api_compat.numpy
 import numpy as np
 
-from gradbridge.backends.numpy import (
+from gradbridge.backends.numpy import (  # the rules modules register themselves
     array_rules,
     autodiff,
-    linalg_rules,  # noqa: F401  (registers its rules)
+    elementwise_rules,  # noqa: F401
+    linalg_rules,  # noqa: F401
     staging,
 )
 from gradbridge.backends.numpy.autodiff import Tracer

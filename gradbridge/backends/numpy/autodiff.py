@@ -2,11 +2,12 @@
 
 Inside :func:`value_and_grad` the differentiated inputs become :class:`Tracer` objects: arrays
 that remember how they were computed. NumPy calls and Python operators on tracers reach the
-*primitives* (``array_rules.py``, ``linalg_rules.py``), each a forward computation with, right
-beside it, one vector-Jacobian product (VJP) per input, registered by :func:`primitive` under
-its ``core/ops.py`` name. Every call records on a :class:`Tape` in the order it runs, which is
-already a topological order, so :func:`backward` walks the tape in reverse without sorting,
-sums each VJP over the axes broadcasting stretched (:func:`unbroadcast`), and adds them up.
+*primitives* (``elementwise_rules.py``, ``array_rules.py``, ``linalg_rules.py``), each a
+forward computation with, right beside it, one vector-Jacobian product (VJP) per input,
+registered by :func:`primitive` under its ``core/ops.py`` name. Every call records on a
+:class:`Tape` in the order it runs, which is already a topological order, so :func:`backward`
+walks the tape in reverse without sorting, sums each VJP over the axes broadcasting stretched
+(:func:`unbroadcast`), and adds them up.
 
 VJPs are written in NumPy calls, so they are differentiable themselves: ``grad(grad(f))``
 works. Each ``value_and_grad`` call has its own tape at its own nesting *level*; a primitive
@@ -81,6 +82,9 @@ class Tape:
 
     def push(self, out: Any, parents: list[tuple[int, VJP]]) -> Tracer:
         """Record ``out``, computed from ``parents``, and return it as a tracer on this tape."""
+        if out.dtype.kind == "c":
+            raise NotDifferentiable("complex values are forward only in the numpy backend's "
+                                    "grad; compute them outside grad, or use jax or torch")
         self.entries.append((out.shape, parents))
         return Tracer(out, self, len(self.entries) - 1)
 
@@ -99,6 +103,26 @@ def detached(x: Any) -> Any:
     while type(x) is Tracer:
         x = x.value
     return x
+
+
+def identity(g: Any) -> Any:
+    """The VJP of an input that reaches the output unchanged."""
+    return g
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """The shape of an array, tracer, jit value or Python number (which has none)."""
+    return getattr(x, "shape", ())
+
+
+def ndim_of(x: Any) -> int:
+    """The number of axes of an array, tracer, jit value or Python number."""
+    return len(shape_of(x))
+
+
+def plain(*values: Any) -> bool:
+    """Whether ``values`` are NumPy's own (no outer grad records them): fast paths may run."""
+    return Tracer not in map(type, values)
 
 
 def cast(x: Any, dtype: np.dtype) -> Any:
@@ -158,7 +182,7 @@ def primitive(name: str, *functions: Any, outputs: bool = False) -> Callable[[Ru
                 return rule(*args, **kwargs)[0]
             if any(type(v) is Tracer and v.tape is tape for v in kwargs.values()):
                 raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
-            out, vjps = rule(*(_down(a, tape) for a in args), **kwargs)
+            out, vjps = rule(*[_down(a, tape) for a in args], **kwargs)
             if not outputs:
                 return tape.push(out, _parents(name, tape, args, vjps))
             pushed = [o if v is None else tape.push(o, _parents(name, tape, args, v))
@@ -239,11 +263,12 @@ def differentiable_names() -> frozenset[str]:
 
 
 def _operator(function: Any, reflected: bool = False) -> Callable[..., Any]:
-    """The dunder method for a binary operator: NumPy's ``function``, so it reaches the
-    primitive the NumPy call does."""
+    """The dunder method for a binary operator: the rule NumPy's ``function`` reaches, called
+    directly (NumPy's dispatch to ``__array_ufunc__`` would cost as much as the rule); without
+    one, NumPy's function, which says it is not differentiable."""
     if reflected:
-        return lambda self, other: function(other, self)
-    return lambda self, other: function(self, other)
+        return lambda self, other: DISPATCH.get(function, function)(other, self)
+    return lambda self, other: DISPATCH.get(function, function)(self, other)
 
 
 class Tracer:
@@ -314,16 +339,16 @@ class Tracer:
     __eq__, __ne__ = _operator(np.equal), _operator(np.not_equal)
 
     def __neg__(self) -> Any:
-        return np.negative(self)
+        return DISPATCH[np.negative](self)
 
     def __pos__(self) -> Any:
-        return np.positive(self)
+        return DISPATCH[np.positive](self)
 
     def __abs__(self) -> Any:
-        return np.abs(self)
+        return DISPATCH[np.absolute](self)
 
     def __invert__(self) -> Any:
-        return np.invert(self)
+        return DISPATCH[np.invert](self)
 
     def __getitem__(self, key: Any) -> Any:
         return PRIMITIVES["__getitem__"](self, key)
@@ -526,7 +551,7 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
         return total(g, axis=None) if repeated is None else repeated * g.size
     lead = g.ndim - len(shape)
     stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
-    return np.reshape(total(g, axis=tuple(range(lead)) + stretched), shape)
+    return total(g, axis=tuple(range(lead)) + stretched).reshape(shape)
 
 
 def repeated_value(g: Any) -> Any:

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gradbridge.backends.numpy.array_rules import ndim_of
-from gradbridge.backends.numpy.autodiff import composite, constant, detached, primitive
+from gradbridge.backends.numpy.autodiff import composite, constant, detached, ndim_of, primitive
 from gradbridge.core.backend import NotDifferentiable
 
 
