@@ -30,6 +30,7 @@ from gradbridge.backends.numpy.autodiff import (
     identity,
     plain,
     primitive,
+    repeated_value,
     shape_of,
 )
 
@@ -117,20 +118,13 @@ def power(x1: Any, x2: Any) -> Any:
 def _power_grad_fused(g: Any, a: Any, b: Any, square: bool) -> Any:
     """``g * b * a**(b-1)`` in one fresh array at the output's shape; a ``g`` that repeats one
     number (as a mean's does) joins the constant, a pass less."""
-    scale, repeated = (2.0 if square else b), _repeated(g)
+    scale, repeated = (2.0 if square else b), repeated_value(g)
     if repeated is not None:
         scale, g = scale * repeated, None
     slope = a * scale if square else a ** (b - 1) * scale
     if g is not None:
         slope *= g  # in place: slope is new and already at the output's shape
     return slope
-
-
-def _repeated(g: Any) -> Any:
-    """The one number a zero-stride broadcast array ``g`` repeats, or None."""
-    if type(g) is np.ndarray and g.ndim and g.size and not any(g.strides):
-        return g.reshape(-1)[0]
-    return None
 
 
 @primitive("abs", np.absolute)
@@ -349,8 +343,7 @@ constant("ceil floor round sign trunc floor_divide isfinite isinf isnan signbit 
          np.logical_xor, np.logical_not, np.bitwise_and, np.bitwise_or, np.bitwise_xor,
          np.invert, np.left_shift, np.right_shift)
 constant("argmax argmin argsort nonzero searchsorted count_nonzero all any unique_all "
-         "unique_counts unique_inverse unique_values zeros_like ones_like empty_like "
-         "isclose allclose array_equal",
+         "unique_counts unique_inverse unique_values zeros_like ones_like empty_like",
          np.argmax, np.argmin, np.argsort, np.nonzero, np.searchsorted, np.count_nonzero,
          np.all, np.any, np.unique_all, np.unique_counts, np.unique_inverse, np.unique_values,
          np.unique, np.zeros_like, np.ones_like, np.empty_like, np.isclose, np.allclose,
