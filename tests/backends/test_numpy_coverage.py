@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import gradbridge as gb
 from gradbridge.core import ops
-from gradbridge.core.backend import Backend
+from gradbridge.core.backend import Backend, NotDifferentiable
 
 be: Backend = gb.get_backend("numpy", device="cpu", dtype="float64")
 la = be.linalg
@@ -328,3 +328,20 @@ def test_gathers_and_masks_for_generated_indices(indices: np.ndarray, mask: np.n
                 + be.sum(x[take % 4, take % 3] ** 2))
 
     check_both_orders(scalar, [x])
+
+
+def test_decompositions_outside_their_differentiable_modes_say_so() -> None:
+    """svd with full matrices of a non-square input and complete qr run forward (in a jit
+    trace too) but have no gradient here: one NotDifferentiable naming the fix."""
+    x = separated(4, 3)
+    staged = be.jit(lambda a: la.svd(a).U @ be.ones((4, 1)) + be.sum(la.qr(a, mode="complete").Q))
+    expected = np.linalg.svd(x).U @ np.ones((4, 1)) + np.sum(np.linalg.qr(x, "complete").Q)
+    for _ in range(2):  # the trace, then its replay: the same NumPy calls, the same bits
+        np.testing.assert_array_equal(staged(x), expected)
+    assert staged.reason is None
+    with pytest.raises(NotDifferentiable, match="full_matrices=False"):
+        be.grad(lambda a: be.sum(la.svd(a).U))(x)
+    with pytest.raises(NotDifferentiable, match="mode='reduced'"):
+        be.grad(lambda a: be.sum(la.qr(a, mode="complete").R))(x)
+    np.testing.assert_allclose(be.grad(lambda a: be.sum(np.linalg.svd(a, compute_uv=False)))(x),
+                               be.grad(lambda a: be.sum(la.svdvals(a)))(x), rtol=1e-15)

@@ -53,7 +53,8 @@ class NumpyBackend(BackendBase):
     name: ClassVar[str] = "numpy"
     xp: ClassVar[Any] = array_api_compat.numpy
     notes: ClassVar[tuple[str, ...]] = (
-        "gradients by gradbridge's own reverse-mode autodiff (nested grad included)",
+        "gradients by gradbridge's own reverse-mode autodiff (nested grad included; complex "
+        "values forward only)",
         "no compiler: jit(fn) traces fn once per argument signature and replays its NumPy "
         "calls without the Python around them",
     )

@@ -46,7 +46,8 @@ Entry = tuple[tuple[int, ...], list[tuple[int, VJP]]]
 
 Rule = Callable[..., tuple[Any, Sequence[Any]]]
 """A primitive's forward on plain values: ``(output, VJPs)``, one VJP per positional argument
-(a list of them for a list of arrays; None where it is not differentiable)."""
+(a list of them for a list of arrays; None where it is not differentiable, or the
+NotDifferentiable error that says why)."""
 
 PRIMITIVES: dict[str, Callable[..., Any]] = {}
 """Differentiable functions by name (``core/ops.py``'s, or a backend extra such as
@@ -182,7 +183,8 @@ def primitive(name: str, *functions: Any, outputs: bool = False) -> Callable[[Ru
                 return rule(*args, **kwargs)[0]
             if any(type(v) is Tracer and v.tape is tape for v in kwargs.values()):
                 raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
-            out, vjps = rule(*[_down(a, tape) for a in args], **kwargs)
+            out, vjps = rule(*[a.value if type(a) is Tracer and a.tape is tape
+                               else _down(a, tape) for a in args], **kwargs)
             if not outputs:
                 return tape.push(out, _parents(name, tape, args, vjps))
             pushed = [o if v is None else tape.push(o, _parents(name, tape, args, v))
@@ -207,17 +209,21 @@ def _parents(name: str, tape: Tape, args: Sequence[Any],
         if type(a) is Tracer:
             if a.tape is not tape:
                 continue
-            if vjp is None:
-                raise NotDifferentiable(f"{name} is not differentiable in argument {i}")
-            parents.append((a.index, vjp))
+            parents.append((a.index, _checked(vjp, name, i)))
         elif type(a) in (list, tuple):
             for j, item in enumerate(a):
                 if type(item) is Tracer and item.tape is tape:
-                    if vjp is None:
-                        raise NotDifferentiable(
-                            f"{name} is not differentiable in argument {i}")
-                    parents.append((item.index, vjp[j]))
+                    parents.append((item.index, _checked(vjp, name, i)[j]))
     return parents
+
+
+def _checked(vjp: Any, name: str, i: int) -> Any:
+    """``vjp``, unless there is none for argument ``i`` of ``name``: then NotDifferentiable."""
+    if isinstance(vjp, NotDifferentiable):
+        raise vjp
+    if vjp is None:
+        raise NotDifferentiable(f"{name} is not differentiable in argument {i}")
+    return vjp
 
 
 def composite(name: str, *functions: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -49,8 +49,8 @@ def subtract(x1: Any, x2: Any) -> Any:
 
 @primitive("multiply", np.multiply)
 def multiply(x1: Any, x2: Any) -> Any:
-    # only a traced input's VJP ever runs, and its value has a shape (an array or NumPy scalar)
-    return x1 * x2, (_times(x2, shape_of(x1)), _times(x1, shape_of(x2)))
+    # each VJP keeps the other operand and only the shape of its own (values stay freeable)
+    return x1 * x2, (_times(x2, getattr(x1, "shape", ())), _times(x1, getattr(x2, "shape", ())))
 
 
 def _times(other: Any, shape: tuple[int, ...]) -> VJP:

@@ -170,10 +170,11 @@ def eigvalsh(x: Any, UPLO: str = "L") -> Any:
 def qr(x: Any, mode: str = "reduced") -> Any:
     """Q and R of x = QR (reduced, m >= n); VJP (gQ + Q copyltu(M)) R^-T with
     M = R gR^T - gQ^T Q, where copyltu copies the lower triangle onto the upper."""
-    if mode != "reduced" or x.shape[-2] < x.shape[-1]:
-        raise NotDifferentiable("qr is differentiable here for mode='reduced' and matrices "
-                                "with at least as many rows as columns")
     out = np.linalg.qr(x, mode)  # type: ignore[call-overload]
+    if mode != "reduced" or x.shape[-2] < x.shape[-1]:
+        refusal = NotDifferentiable("qr is differentiable here with mode='reduced' and at "
+                                    "least as many rows as columns")
+        return out, tuple((refusal,) for _ in out)
     q, r = out
 
     def grad(gq: Any, gr: Any) -> Any:
@@ -185,16 +186,15 @@ def qr(x: Any, mode: str = "reduced") -> Any:
                  (lambda g: grad(np.zeros(q.shape, q.dtype), g),))
 
 
-@primitive("svd", np.linalg.svd, outputs=True)
-def svd(x: Any, full_matrices: bool = True, compute_uv: bool = True,
-        hermitian: bool = False) -> Any:
+@primitive("svd", outputs=True)
+def svd(x: Any, full_matrices: bool = True, hermitian: bool = False) -> Any:
     """U, S, Vh of x = U diag(S) Vh (reduced; distinct nonzero singular values)."""
-    k = min(x.shape[-2:])
-    if not compute_uv:
-        raise NotDifferentiable("svd with compute_uv=False: use be.linalg.svdvals")
     if full_matrices and x.shape[-2] != x.shape[-1]:
-        raise NotDifferentiable("svd is differentiable here with full_matrices=False (or for "
-                                "square matrices)")
+        out = np.linalg.svd(x, full_matrices, hermitian=hermitian)
+        refusal = NotDifferentiable("svd is differentiable here with full_matrices=False (or "
+                                    "for square matrices)")
+        return out, tuple((refusal,) for _ in out)
+    k = min(x.shape[-2:])
     out = np.linalg.svd(x, full_matrices=False, hermitian=hermitian)
     u, s, vh = out
     v = _mT(vh)
@@ -227,6 +227,15 @@ def svd(x: Any, full_matrices: bool = True, compute_uv: bool = True,
 @composite("svdvals", np.linalg.svdvals)
 def svdvals(x: Any, /) -> Any:
     return svd(x, full_matrices=False)[1]
+
+
+@composite("_numpy_svd", np.linalg.svd)
+def _numpy_svd(x: Any, full_matrices: bool = True, compute_uv: bool = True,
+               hermitian: bool = False) -> Any:
+    """NumPy's svd: the decomposition, or the singular values alone."""
+    if not compute_uv:
+        return svdvals(x)
+    return svd(x, full_matrices, hermitian)
 
 
 @composite("pinv", np.linalg.pinv)
