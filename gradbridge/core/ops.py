@@ -38,7 +38,7 @@ UNARY, BINARY = (0,), (0, 1)
 MAIN: tuple[Op, ...] = (
     *_group("creation", "arange empty eye full linspace ones zeros", arrays=0),
     *_group("creation", "empty_like full_like ones_like zeros_like from_dlpack"),
-    *_group("creation", "meshgrid", arrays=0),
+    *_group("creation", "meshgrid", UNARY, "every array argument", 0),
     *_group("creation", "asarray tril triu", UNARY),
     *_group("data type", "astype", UNARY),
     *_group("data type", "can_cast finfo iinfo isdtype result_type", arrays=0),
@@ -54,10 +54,11 @@ MAIN: tuple[Op, ...] = (
     *_group("elementwise", "copysign", UNARY, "piecewise constant in x2: gradient 0", 2),
     *_group("elementwise", "ceil floor round sign trunc", (), "piecewise constant: gradient 0"),
     *_group("elementwise", "bitwise_invert isfinite isinf isnan logical_not signbit"),
+    *_group("elementwise", "remainder", BINARY, "gradient -floor(x1 / x2) in x2", 2),
     *_group("elementwise", "bitwise_and bitwise_left_shift bitwise_or bitwise_right_shift "
                            "bitwise_xor equal floor_divide greater greater_equal less "
-                           "less_equal logical_and logical_or logical_xor nextafter not_equal "
-                           "remainder", arrays=2),
+                           "less_equal logical_and logical_or logical_xor nextafter not_equal",
+            arrays=2),
     *_group("indexing", "take take_along_axis", UNARY, "integer indices", 2),
     *_group("linear algebra", "matmul tensordot vecdot", BINARY, arrays=2),
     *_group("linear algebra", "matrix_transpose", UNARY),

@@ -99,6 +99,7 @@ CASES: dict[str, tuple[Callable[..., Any], list[np.ndarray]]] = {
     "maximum": (be.maximum, [normal(6), normal(6, seed=1)]),
     "minimum": (be.minimum, [normal(6), normal(6, seed=1)]),
     "copysign": (be.copysign, [normal(6), normal(6, seed=1)]),
+    "remainder": (be.remainder, [normal(6) * 3, uniform(0.5, 2, 6) * np.array([1, -1] * 3)]),
     "clip": (lambda x, lo: be.clip(x, lo, 0.5), [normal(8), np.full(8, -0.5) + 0.1 * normal(8)]),
     "where": (lambda x, y: be.where(BOOL, x, y), [normal(6), normal(6, seed=1)]),
     # creation and data type
@@ -118,6 +119,8 @@ CASES: dict[str, tuple[Callable[..., Any], list[np.ndarray]]] = {
     "broadcast_arrays": (lambda x, y: be.broadcast_arrays(x, y)[0] * be.broadcast_arrays(x, y)[1],
                          [normal(3, 1), normal(4, seed=1)]),
     "broadcast_to": (lambda x: be.broadcast_to(x, (2, 3, 4)), [normal(3, 1)]),
+    "meshgrid": (lambda x, y: be.meshgrid(x, y)[0] * be.meshgrid(x, y, indexing="ij")[1].T,
+                 [normal(3), normal(4, seed=1)]),
     "concat": (lambda x, y: be.concat([x, y, x], axis=1), [normal(2, 3), normal(2, 1)]),
     "stack": (lambda x, y: be.stack([x, y], axis=-1), [normal(2, 3), normal(2, 3, seed=1)]),
     "expand_dims": (lambda x: be.expand_dims(x, axis=1), [normal(2, 3)]),

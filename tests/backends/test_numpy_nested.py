@@ -38,11 +38,10 @@ def test_every_differentiable_function_has_a_vjp() -> None:
 
 def test_functions_without_gradient_run_forward_inside_grad() -> None:
     """Integer, boolean and piecewise-constant results are computed on the values; the
-    exceptions: full_like (a traced fill value keeps its gradient), remainder and nextafter
-    (gradients not computed here: NotDifferentiable), from_dlpack (leaves the graph)."""
+    exceptions: full_like (a traced fill value keeps its gradient), nextafter (its gradient
+    is not computed here: NotDifferentiable), from_dlpack (leaves the graph)."""
     no_gradient = {op.name for op in ops.MAIN if not op.differentiable and op.arrays}
-    assert no_gradient - autodiff.CONSTANT == {"from_dlpack", "full_like", "nextafter",
-                                               "remainder"}
+    assert no_gradient - autodiff.CONSTANT == {"from_dlpack", "full_like", "nextafter"}
 
 
 # ----------------------------------------------------------------------- second order

@@ -24,7 +24,7 @@ MASK = X > 0
 FORWARD: dict[str, Callable[[Any], Any]] = {
     "+ - * / ** @": lambda t: ((t + 1.0) * t - t / 2.0 - 3.0 / (t * t + 1.0)) ** 2 @ t.T,
     "reflected": lambda t: 2.0 - t + 2.0 * t + 1.0 / (1.0 + t * t) + 2.0 ** t,
-    "// and %": lambda t: t // 0.5,
+    "// and %": lambda t: [t // 0.5, t % 0.5, 1.0 % (t + 2.0)],
     "unary": lambda t: -t + (+t) + abs(t),
     "comparisons": lambda t: [t < 0, t <= 0, t > 0, t >= 0, t == t, t != 0],
     "getitem int": lambda t: t[1],
@@ -94,7 +94,7 @@ LEAVES: dict[str, Callable[[Any], Any]] = {
     "item": lambda t: t.item(),
     "np.asarray": np.asarray,
     "in place": lambda t: t.__setitem__(0, 1.0),
-    "remainder": lambda t: t % 2.0,
+    "nextafter": lambda t: np.nextafter(t, 2.0),
     "an unknown NumPy function": lambda t: np.fmod(t, 2.0),
     "ufunc with out=": lambda t: np.exp(t, out=np.empty_like(X)),
     "dlpack": lambda t: t.__dlpack__(),

@@ -342,6 +342,19 @@ def broadcast_arrays(*arrays: Any, subok: bool = False) -> Any:
     return tuple(np.broadcast_to(a, shape) for a in arrays)
 
 
+@composite("meshgrid", np.meshgrid)
+def meshgrid(*arrays: Any, indexing: str = "xy", **kwargs: Any) -> tuple[Any, ...]:
+    """Each 1-D input spread along its own axis of the grid (the first two swapped for "xy")."""
+    sizes = [shape_of(a)[0] for a in arrays]
+    axes = list(range(len(arrays)))
+    if indexing == "xy" and len(arrays) > 1:
+        axes[0], axes[1] = 1, 0
+    shape = [sizes[axes.index(i)] for i in range(len(arrays))]
+    return tuple(np.broadcast_to(np.reshape(a, [-1 if i == axis else 1
+                                                for i in range(len(arrays))]), shape)
+                 for a, axis in zip(arrays, axes, strict=True))
+
+
 @primitive("concat", np.concatenate)
 def concat(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, **kwargs: Any) -> Any:
     """Join along ``axis`` (``None``: flattened); each input gets its slice of the gradient."""

@@ -307,8 +307,9 @@ class Tracer:
         rule = DISPATCH.get(func)
         if rule is None:
             raise NotDifferentiable(
-                f"numpy.{func.__name__} is not differentiable here; traced values support "
-                f"{', '.join(sorted(PRIMITIVES))}")
+                f"numpy.{func.__name__} is not differentiable here; traced values support the "
+                "namespace's functions (gradbridge.backends.numpy.autodiff."
+                "differentiable_names() lists those with gradients)")
         return rule(*args, **kwargs)
 
     def __array_namespace__(self, api_version: str | None = None) -> Any:

@@ -264,6 +264,13 @@ def logaddexp(x1: Any, x2: Any) -> Any:
     return out, (lambda g: g * np.exp(x1 - out), lambda g: g * np.exp(x2 - out))
 
 
+@primitive("remainder", np.remainder)
+def remainder(x1: Any, x2: Any) -> Any:
+    """``x1 - floor(x1 / x2) * x2``: gradient 1 in x1 and ``-floor(x1 / x2)`` in x2 (as JAX
+    and PyTorch have it)."""
+    return np.remainder(x1, x2), (identity, lambda g: -g * np.floor_divide(x1, x2))
+
+
 @primitive("copysign", np.copysign)
 def copysign(x1: Any, x2: Any) -> Any:
     """``|x1|`` with the sign of ``x2``: piecewise constant (gradient 0) in ``x2``."""
