@@ -178,10 +178,10 @@ def primitive(name: str, *functions: Any, outputs: bool = False) -> Callable[[Ru
         def call(*args: Any, **kwargs: Any) -> Any:
             tape = innermost(args)
             if tape is None:
-                if innermost(tuple(kwargs.values())) is not None:
+                if kwargs and innermost(tuple(kwargs.values())) is not None:
                     raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
                 return rule(*args, **kwargs)[0]
-            if any(type(v) is Tracer and v.tape is tape for v in kwargs.values()):
+            if kwargs and any(type(v) is Tracer and v.tape is tape for v in kwargs.values()):
                 raise NotDifferentiable(f"{name}: pass traced values as positional arguments")
             out, vjps = rule(*[a.value if type(a) is Tracer and a.tape is tape
                                else _down(a, tape) for a in args], **kwargs)
