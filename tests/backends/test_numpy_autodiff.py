@@ -450,14 +450,12 @@ def test_traced_values_behave_like_arrays() -> None:
 
 
 def test_unsupported_operations_say_so() -> None:
-    with pytest.raises(NotDifferentiable, match="sin"):
-        be.grad(lambda x: be.sum(np.sin(x)))(normal(3))
+    with pytest.raises(NotDifferentiable, match="fmod"):
+        be.grad(lambda x: be.sum(np.fmod(x, 2.0)))(normal(3))
     with pytest.raises(NotDifferentiable, match="in place"):
         be.grad(lambda x: x.__setitem__(0, 1.0))(normal(3))
-    with pytest.raises(NotDifferentiable, match="first order"):  # grad of grad
-        be.grad(lambda x: be.grad(lambda y: be.sum(y * y))(x)[0])(normal(3))
-    with pytest.raises(NotDifferentiable, match="first order"):  # an outer value inside
-        be.grad(lambda x: be.sum(be.grad(lambda y: be.sum(y * x))(normal(3))))(normal(3))
+    with pytest.raises(NotDifferentiable, match="out"):
+        be.grad(lambda x: be.sum(np.exp(x, out=np.empty(3))))(normal(3))
 
 
 # -------------------------------------------------------------------------- outside grad
@@ -506,10 +504,8 @@ def test_identity_devices_and_version() -> None:
         NumpyBackend(device="cuda")
 
 
-@pytest.mark.parametrize("name", ["sin", "std", "cumulative_sum", "sort", "flip", "tile"])
+@pytest.mark.parametrize("name", ["nextafter"])
 def test_a_namespace_function_the_autodiff_lacks_is_not_differentiable(name: str) -> None:
     """Never a wrong value or a foreign TypeError: one NotDifferentiable naming the function."""
-    calls = {"tile": lambda v: be.tile(v, (2,))}
-    call = calls.get(name, getattr(be, name))
-    with pytest.raises(NotDifferentiable, match=name.replace("cumulative_sum", "cumulative")):
-        be.grad(lambda v: be.sum(call(v)))(np.array([0.5, 1.0]))
+    with pytest.raises(NotDifferentiable, match=name):
+        be.grad(lambda v: be.sum(getattr(be, name)(v, 0.3)))(np.array([0.5, 1.0]))

@@ -125,6 +125,45 @@ def test_many_operations_replay_bitwise() -> None:
     assert staged.reason is None and gradient.reason is None
 
 
+def new_functions(p: dict[str, Any], x: Any) -> Any:
+    """The namespace beyond the tutorial's: elementwise math, statistics, manipulation,
+    indexing, sorting and linear algebra (every function here differentiable)."""
+    la = be.linalg
+    a = p["A"] @ be.matrix_transpose(p["A"]) + be.eye(3)
+    h = be.sin(x @ p["A"]) * be.cosh(x[:, :1]) + be.atan2(x, 1.5) + be.hypot(x, 0.5)
+    h = be.logaddexp(h, be.square(x)) + be.expm1(x / 4) + be.log2(be.abs(x) + 1)
+    s = be.std(h, axis=0, correction=1) + be.var(h, axis=1)[:3] + be.prod(h[:2], axis=0)
+    c = be.cumulative_sum(h, axis=0)[-1] + be.cumulative_prod(h[:3], axis=0)[-1]
+    m = be.flip(be.roll(be.tile(h, (1, 2)), 1, axis=1), axis=0)[:, ::2]
+    m = be.moveaxis(be.permute_dims(be.stack(be.unstack(m, axis=0)), (1, 0)), 0, 1)
+    t = be.take(m, np.array([2, 0]), axis=1) + be.take_along_axis(m, np.array([[1, 0]]), axis=1)
+    r = be.sort(be.repeat(s * c, 2)) @ be.broadcast_to(be.linspace(0, 1, 6), (6,))
+    g = (la.slogdet(a)[1] + la.det(a) + be.sum(la.inv(a)) + be.sum(la.solve(a, s))
+         + be.sum(la.cholesky(a)) + be.sum(la.eigh(a).eigenvalues) + la.trace(a)
+         + be.sum(la.diagonal(la.pinv(a))) + la.matrix_norm(a) + la.vector_norm(s)
+         + be.sum(la.cross(s, c)) + be.sum(la.outer(s, c)) + be.sum(la.matrix_power(a, 2))
+         + be.sum(la.qr(a).R) + be.sum(la.svdvals(a)) + be.vecdot(s, c)
+         + be.sum(be.tensordot(a, m[:3], axes=1)))
+    return be.sum(t) + r + g + be.sum(be.clip(be.diff(h, axis=0), -1.0, 1.0))
+
+
+def test_new_functions_and_their_gradients_replay_bitwise() -> None:
+    """The allowlist follows core/ops.py: the namespace's new functions, their gradients and
+    their second-order gradients replay, bitwise equal to eager calls."""
+    rng = np.random.default_rng(4)
+    staged = be.jit(new_functions)
+    gradient = be.jit(be.value_and_grad(new_functions))
+    hvp = be.jit(be.grad(lambda p, x: be.sum(be.grad(new_functions)(p, x)["A"])))
+    for _ in range(3):
+        p = {"A": rng.standard_normal((3, 3)) * 0.5}
+        x = rng.standard_normal((4, 3))
+        assert_same(staged(p, x), new_functions(p, x))
+        assert_same(gradient(p, x), be.value_and_grad(new_functions)(p, x))
+        assert_same(hvp(p, x), be.grad(lambda p, x: be.sum(
+            be.grad(new_functions)(p, x)["A"]))(p, x))
+    assert staged.reason is None and gradient.reason is None and hvp.reason is None
+
+
 def test_writes_into_arrays_made_inside_replay_in_order() -> None:
     staged = be.jit(in_place_ops)
     for seed in range(3):

@@ -11,13 +11,21 @@ operation refuses another framework's arrays, which NumPy would convert silently
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import array_api_compat.numpy
 import numpy as np
 
-from gradbridge.backends.numpy import autodiff, staging
+from gradbridge.backends.numpy import (  # the rules modules register themselves
+    array_rules,
+    autodiff,
+    elementwise_rules,  # noqa: F401
+    linalg_rules,  # noqa: F401
+    staging,
+)
 from gradbridge.backends.numpy.autodiff import Tracer
 from gradbridge.backends.numpy.staging import Symbol
 from gradbridge.core.backend import (
@@ -46,7 +54,8 @@ class NumpyBackend(BackendBase):
     name: ClassVar[str] = "numpy"
     xp: ClassVar[Any] = array_api_compat.numpy
     notes: ClassVar[tuple[str, ...]] = (
-        "gradients by gradbridge's own reverse-mode autodiff (first order)",
+        "gradients by gradbridge's own reverse-mode autodiff (nested grad included; complex "
+        "values forward only)",
         "no compiler: jit(fn) traces fn once per argument signature and replays its NumPy "
         "calls without the Python around them",
     )
@@ -137,9 +146,9 @@ class NumpyBackend(BackendBase):
 
     @ONE_FRAMEWORK.method
     def logsumexp(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
-        return autodiff.logsumexp(x, axis, keepdims)
+        return array_rules.logsumexp(x, axis, keepdims)
 
-    mean_squared_error = staticmethod(ONE_FRAMEWORK.op(autodiff.mean_squared_error))
+    mean_squared_error = staticmethod(ONE_FRAMEWORK.op(array_rules.mean_squared_error))
 
     # autodiff
 
@@ -156,3 +165,24 @@ class NumpyBackend(BackendBase):
 
 NATIVE.add(NumpyBackend)  # methods see the backend itself as their first argument
 bind_namespace(NumpyBackend, ONE_FRAMEWORK)
+
+
+def _traced_to_rule(name: str, bound: Callable[..., Any]) -> Callable[..., Any]:
+    """``bound`` (array-api-compat's linalg function), except that traced arguments (inside grad
+    or a jit trace) go to the autodiff's rule of the same name: compat's wrappers would turn
+    them into NumPy arrays first."""
+    rule, plain = autodiff.PRIMITIVES[name], bound.__wrapped__  # type: ignore[attr-defined]
+
+    @functools.wraps(plain)
+    def linalg_function(*args: Any, **kwargs: Any) -> Any:
+        if any(type(a) is Tracer or type(a) is Symbol for a in args):
+            return rule(*args, **kwargs)
+        return plain(*args, **kwargs)
+
+    return ONE_FRAMEWORK.op(linalg_function)
+
+
+NumpyBackend.linalg = types.SimpleNamespace(**{  # type: ignore[attr-defined]
+    name: _traced_to_rule(name, f) if name in autodiff.PRIMITIVES else f
+    for name, f in vars(NumpyBackend.linalg).items()})  # type: ignore[attr-defined]
+"""The linalg extension, bound by bind_namespace, with traced values sent to the autodiff."""

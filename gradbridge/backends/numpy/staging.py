@@ -40,9 +40,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import array_api_compat.numpy
 import numpy as np
 
 from gradbridge.backends.numpy.autodiff import Tracer
+from gradbridge.core import ops
 
 PROGRAMS_KEPT = 8
 """Traces kept per function (argument signatures), the oldest dropped first; as many
@@ -57,45 +59,54 @@ STATIC_TYPES = (bool, str, type(None))
 ALL = 1 << 16
 """An operand count meaning: every positional argument."""
 
+VALUE_SHAPED: frozenset[str] = frozenset({
+    "nonzero", "unique_all", "unique_counts", "unique_inverse", "unique_values", "from_dlpack",
+})
+"""Functions of core/ops.py whose result's shape depends on the values of their operands."""
+
+
+def from_ops() -> dict[Any, int]:
+    """The allowlist's part that core/ops.py gives: every function of the namespace, linalg and
+    fft whose result has a shape and dtype fixed by its operands' (all but VALUE_SHAPED, and
+    the creation functions, which take no array), with its number of leading operands
+    (``arrays``; a list of arrays, as ``concat`` takes, is one)."""
+    allowed: dict[Any, int] = {}
+    for table, module in ((ops.MAIN, np), (ops.LINALG, np.linalg), (ops.FFT, np.fft)):
+        for op in table:
+            function = getattr(module, op.name, None)
+            if op.name in VALUE_SHAPED or function is None or isinstance(function, np.ufunc):
+                continue  # ufuncs are allowed by method (UFUNC_METHODS)
+            if op.arrays or op.category == "manipulation":
+                allowed[function] = ALL if op.name == "broadcast_arrays" else max(op.arrays, 1)
+    return allowed
+
+
 SHAPE_STATIC: dict[Any, int] = {
-    # The allowlist. A function is listed when the shape and dtype of its result follow from
-    # the shapes and dtypes of its operands and from its other parameters (axis, shape,
-    # subscripts, counts), never from values. The number is how many leading positional
-    # arguments are operands, which a replay may change; a traced value anywhere else (and
-    # outside OPERAND_KEYWORDS) stops the trace, as does every function not listed. Ufuncs
-    # are listed by method in UFUNC_METHODS. Not listed, for instance: nonzero, argwhere,
-    # unique, intersect1d, compress, extract, trim_zeros, linalg.lstsq (residuals' shape),
-    # linalg.eig (real or complex by value), real_if_close.
+    # The allowlist: core/ops.py's functions (from_ops), and NumPy's own names and functions
+    # beyond the standard, listed here. A function is listed when the shape and dtype of its
+    # result follow from the shapes and dtypes of its operands and from its other parameters
+    # (axis, shape, subscripts, counts), never from values. The number is how many leading
+    # positional arguments are operands, which a replay may change; a traced value anywhere
+    # else (and outside OPERAND_KEYWORDS) stops the trace, as does every function not listed.
+    # Ufuncs are listed by method in UFUNC_METHODS. Not listed, for instance: nonzero,
+    # argwhere, unique, intersect1d, compress, extract, trim_zeros, linalg.lstsq (residuals'
+    # shape), linalg.eig (real or complex by value), real_if_close.
+    **from_ops(),
     **dict.fromkeys([
-        np.sum, np.prod, np.mean, np.std, np.var, np.max, np.min, np.amax, np.amin, np.all,
-        np.any, np.argmax, np.argmin, np.cumsum, np.cumprod, np.cumulative_sum,
-        np.cumulative_prod, np.nansum, np.nanprod, np.nanmean, np.nanstd, np.nanvar,
-        np.nanmax, np.nanmin, np.nanargmax, np.nanargmin, np.nancumsum, np.nancumprod,
-        np.median, np.nanmedian, np.ptp, np.count_nonzero, np.average, np.trace, np.diff,
-        np.reshape, np.transpose, np.permute_dims, np.matrix_transpose, np.swapaxes,
-        np.moveaxis, np.rollaxis, np.expand_dims, np.squeeze, np.ravel, np.broadcast_to,
-        np.flip, np.fliplr, np.flipud, np.roll, np.rot90, np.tile, np.repeat, np.diagonal,
-        np.diag, np.tril, np.triu, np.sort, np.argsort, np.partition, np.argpartition,
-        np.copy, np.zeros_like, np.ones_like, np.round, np.around, np.real, np.imag,
-        np.angle, np.nan_to_num, np.isreal, np.iscomplex, np.split, np.array_split,
-        np.hsplit, np.vsplit, np.dsplit, np.unstack, np.concatenate, np.stack, np.vstack,
-        np.hstack, np.dstack, np.column_stack, np.block,
-        np.linalg.inv, np.linalg.det, np.linalg.slogdet, np.linalg.cholesky, np.linalg.qr,
-        np.linalg.eigh, np.linalg.eigvalsh, np.linalg.svd, np.linalg.svdvals,
-        np.linalg.norm, np.linalg.matrix_norm, np.linalg.vector_norm, np.linalg.pinv,
-        np.linalg.matrix_power, np.linalg.multi_dot, np.linalg.tensorinv, np.linalg.cond,
-        np.linalg.matrix_rank, np.linalg.trace, np.linalg.diagonal,
-        np.linalg.matrix_transpose,
+        np.amax, np.amin, np.cumsum, np.cumprod, np.nansum, np.nanprod, np.nanmean,
+        np.nanstd, np.nanvar, np.nanmax, np.nanmin, np.nanargmax, np.nanargmin, np.nancumsum,
+        np.nancumprod, np.median, np.nanmedian, np.ptp, np.average, np.trace, np.transpose,
+        np.swapaxes, np.rollaxis, np.ravel, np.fliplr, np.flipud, np.rot90, np.diagonal,
+        np.diag, np.partition, np.argpartition, np.copy, np.around, np.angle, np.nan_to_num,
+        np.isreal, np.iscomplex, np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit,
+        np.concatenate, np.vstack, np.hstack, np.dstack, np.column_stack, np.block,
+        np.linalg.norm, np.linalg.multi_dot, np.linalg.tensorinv, np.linalg.cond,
     ], 1),
     **dict.fromkeys([
-        np.full_like, np.take, np.take_along_axis, np.dot, np.vdot, np.inner, np.outer,
-        np.tensordot, np.kron, np.cross, np.isclose, np.searchsorted, np.percentile,
-        np.quantile, np.linalg.solve, np.linalg.tensorsolve, np.linalg.outer,
-        np.linalg.cross, np.linalg.vecdot, np.linalg.tensordot,
+        np.dot, np.vdot, np.inner, np.outer, np.kron, np.cross, np.isclose, np.percentile,
+        np.quantile, np.linalg.tensorsolve, np.full_like,
     ], 2),
-    np.where: 3, np.clip: 3,
-    **dict.fromkeys([np.einsum, np.atleast_1d, np.atleast_2d, np.atleast_3d,
-                     np.broadcast_arrays, np.meshgrid], ALL),
+    **dict.fromkeys([np.einsum, np.atleast_1d, np.atleast_2d, np.atleast_3d, np.meshgrid], ALL),
 }
 
 UFUNC_METHODS = {"__call__": ALL, "reduce": 1, "accumulate": 1, "outer": 2, "at": 3}
@@ -230,6 +241,9 @@ class Symbol(Traced):
         found = getattr(self.value, name)
         self.trace.stop(f"attribute {name!r} of a traced value is not recorded")
         return found
+
+    def __array_namespace__(self, api_version: str | None = None) -> Any:
+        return array_api_compat.numpy  # (array-api-compat's wrappers ask for it)
 
     def __getitem__(self, key: Any) -> Any:
         masks = [s for s in _symbols(key) if _is_boolean(s.value)]
