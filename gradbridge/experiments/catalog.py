@@ -22,7 +22,7 @@ import numpy as np
 from gradbridge.core.backend import Backend, InvalidArgument, invalid
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from gradbridge.core.train import History
+    from gradbridge.core.history import History
 
 # ------------------------------------------------------------------------ settings
 
