@@ -276,8 +276,8 @@ class MiniBatch(Runner):
         return host.reshape(length, self.losses_per_epoch).mean(axis=1)
 
     def _order(self, epoch: int) -> Array:
-        """This epoch's sample order, on the backend."""
-        return self.be.from_host(data.epoch_order(self.n, self.seed, epoch))
+        """This epoch's sample order, on the backend (``asarray``: integers keep their dtype)."""
+        return self.be.asarray(data.epoch_order(self.n, self.seed, epoch))
 
     def _batches(self, epochs: range) -> Iterator[tuple[Array, Array]]:
         """The batches of these epochs, gathered on the backend."""
