@@ -48,7 +48,7 @@ __all__ = ["MAX_CHUNK", "PROGRAMS_KEPT", "FullBatch", "Loop", "MiniBatch", "Prog
 MAX_CHUNK = 1000
 """Most epochs run between two looks at the losses (divergence checks) when nothing needs more."""
 
-LOSSES_PER_CHUNK = 1 << 20
+LOSSES_PER_CHUNK = 1 << 14
 """Most batch losses one chunk holds before the host looks (bounds a mini-batch chunk)."""
 
 PROGRAMS_KEPT = 16
@@ -119,9 +119,10 @@ class Program:
         """One mini-batch epoch as one compiled call ``(carry, x, y, order) -> (carry, losses)``,
         for a backend with a compiled scan; ``losses`` holds each batch's, in order.
 
-        A scan over the full batches, each gathered from ``x`` and ``y`` by its rows of
-        ``order``, then the ragged last batch (if any) as one more step of its own size: exact,
-        and in the same program, so one compilation serves every epoch of this data shape.
+        The full batches' rows of ``x`` and ``y`` gathered in ``order`` at once (one copy of
+        the data, on the device), a scan over them, then the ragged last batch (if any) as one
+        more step of its own size: exact, and in the same program, so one compilation serves
+        every epoch of this data shape.
         """
         if batch_size not in self._epochs:
             be, step = self.be, self._raw_step
@@ -129,12 +130,13 @@ class Program:
             def run_epoch(carry: Carry, x: Array, y: Array, order: Array) -> tuple[Carry, Array]:
                 full = order.shape[0] // batch_size
                 end = full * batch_size
-                batches = be.reshape(order[:end], (full, batch_size))
+                head = order[:end]  # one gather for the epoch, then contiguous batches
+                xs = be.reshape(x[head], (full, batch_size, *x.shape[1:]))
+                ys = be.reshape(y[head], (full, batch_size, *y.shape[1:]))
 
                 def batch_step(state: tuple[Carry, Array]) -> tuple[tuple[Carry, Array], Array]:
                     inner, index = state
-                    rows = batches[index]
-                    inner, value = step(inner, x[rows], y[rows])
+                    inner, value = step(inner, xs[index], ys[index])
                     return (inner, index + 1), value
 
                 (carry, _), values = be.scan(batch_step, (carry, be.asarray(0)), full)
@@ -276,8 +278,8 @@ class MiniBatch(Runner):
         return host.reshape(length, self.losses_per_epoch).mean(axis=1)
 
     def _order(self, epoch: int) -> Array:
-        """This epoch's sample order, on the backend (``asarray``: integers keep their dtype)."""
-        return self.be.asarray(data.epoch_order(self.n, self.seed, epoch))
+        """This epoch's sample order, on the backend's device (integers keep their dtype)."""
+        return self.be.from_host(data.epoch_order(self.n, self.seed, epoch))
 
     def _batches(self, epochs: range) -> Iterator[tuple[Array, Array]]:
         """The batches of these epochs, gathered on the backend."""
