@@ -10,10 +10,11 @@ switched on, which then compiles the step once instead of unrolling the loop).
 
 Mini-batch training keeps the data on the backend too. Each epoch's order is drawn on the host
 (:func:`gradbridge.core.data.epoch_order`, so every backend sees the same batches) and moved
-as one integer array; batches are gathered on the backend by integer indexing. With a compiled scan
-an epoch is one compiled program: a scan over the full batches, then the ragged last batch as
-one more step of its own size inside the same program, so it is exact and compiles nothing
-else; one program serves every chunk length. Elsewhere the jitted step is called per batch.
+as one integer array (with the compiled call that uses it, where there is one); batches are
+gathered on the backend by integer indexing. With a compiled scan an epoch is one compiled
+program: a scan over the full batches, then the ragged last batch as one more step of its own
+size inside the same program, so it is exact and compiles nothing else; one program serves
+every chunk length. Elsewhere the jitted step is called per batch.
 
 The host looks at the losses once per chunk (one device sync), checks them for divergence and,
 if it has to stop, replays from the chunk's start to recover the last good parameters. Without
@@ -122,7 +123,9 @@ class Program:
         The full batches' rows of ``x`` and ``y`` gathered in ``order`` at once (one copy of
         the data, on the device), a scan over them, then the ragged last batch (if any) as one
         more step of its own size: exact, and in the same program, so one compilation serves
-        every epoch of this data shape.
+        every epoch of this data shape. ``order`` may be a host array: a compiled call moves
+        it along with its launch (next to the data, on their device), which in a loop of
+        launches costs a fraction of a separate ``from_host`` (see benchmarks/README.md).
         """
         if batch_size not in self._epochs:
             be, step = self.be, self._raw_step
@@ -266,8 +269,9 @@ class MiniBatch(Runner):
             return self.be.scan(lambda c: step(c, *next(batches)), carry,
                                 length * self.losses_per_epoch)
         run_epoch, values = self.program.epoch(self.batch_size), []
-        for epoch in epochs:
-            carry, batch_losses = run_epoch(carry, self.x, self.y, self._order(epoch))
+        for epoch in epochs:  # the host order goes with the compiled call (see Program.epoch)
+            order = data.epoch_order(self.n, self.seed, epoch)
+            carry, batch_losses = run_epoch(carry, self.x, self.y, order)
             values.append(batch_losses)
         return carry, values
 
