@@ -6,7 +6,8 @@
 Three steps, each with its share of the time budget (8 minutes in all by default), each
 recorded whether it passes or not: the ``gpu``-marked tests and the ``gb_backend`` cases on
 ``cuda``; ``gradbridge compare`` for torch and JAX on ``cpu`` and ``cuda`` with ``--check``;
-the benchmark suite's gradbridge and hand-written JAX and PyTorch rows on ``cuda``. Needs no
+the benchmark suite's gradbridge and hand-written JAX and PyTorch rows on ``cuda``, full-batch
+regression and the mini-batch pairs (softmax regression, MLP) with their target ratios. Needs no
 install (``PYTHONPATH=.``), only the frameworks. Writes ``docs/results/gpu-<device-name>/``:
 ``summary.md`` (what ran, pass or fail, the machine), the logs, the comparison's
 ``report.md``/``results.json``/``manifest.json`` and the benchmark's ``bench.json``/``bench.md``.
@@ -29,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_CONTESTANTS = "gradbridge-jax,jax-scan,gradbridge-torch,torch-autograd"
+BENCH_CONTESTANTS = "gradbridge-jax,jax-scan,jax-jit,gradbridge-torch,torch-autograd"
+"""The JAX and PyTorch rows on cuda: full-batch regression (jax-scan) and the mini-batch
+softmax and MLP pairs (jax-jit), each against the hand-written code its target is set by."""
 REQUIRED_MODULES = ("array_api_compat",)
 """Pure-Python dependencies that a bare GPU machine may lack (PYTHONPATH=. installs nothing)."""
 SHARES = {"tests": 0.4, "compare": 0.3, "bench": 0.3}

@@ -3,6 +3,7 @@
     python benchmarks/memory_check.py                       # N = 1e6 growth, N = 1e7 copies
     python benchmarks/memory_check.py --quick               # N = 1e4 growth, N = 1e6 copies
     python benchmarks/memory_check.py --backends torch --epochs 100,10000
+    python benchmarks/memory_check.py --quick --batch-size 128 --epochs 10,100,1000  # mini-batch
 
 Issue 6's two memory targets, checked apart from the timing suite (``run.py``):
 
@@ -49,15 +50,18 @@ def regression_data(n: int, dtype: str = "float32") -> tuple[np.ndarray, np.ndar
     return x.astype(dtype), y.astype(dtype)
 
 
-def measure(backend: str, n: int, epochs: int, dtype: str) -> dict[str, Any]:
-    """Peak extra resident memory of one fit, in this process (run in a fresh one)."""
+def measure(backend: str, n: int, epochs: int, dtype: str,
+            batch_size: int | None = None) -> dict[str, Any]:
+    """Peak extra resident memory of one fit (mini-batch with ``batch_size``), in this process
+    (run in a fresh one)."""
     import gradbridge as gb
 
     be = gb.get_backend(backend, dtype=dtype)
 
     def train(x: np.ndarray, y: np.ndarray, count: int) -> Any:
+        size = None if batch_size is None else min(batch_size, len(x) // 2)
         return gb.fit(gb.models.linear1d, gb.losses.mse, {"w": 0.0, "b": 0.0}, x, y,
-                      backend=be, lr=0.1, epochs=count)
+                      backend=be, lr=0.1, epochs=count, batch_size=size)
 
     train(*regression_data(100, dtype), 2)
     x, y = regression_data(n, dtype)
@@ -68,14 +72,15 @@ def measure(backend: str, n: int, epochs: int, dtype: str) -> dict[str, Any]:
     history = train(x, y, epochs)
     wall_s = time.perf_counter() - tic
     extra = machine.peak_rss_bytes() - before
-    return {"backend": backend, "n": n, "epochs": epochs, "dtype": dtype,
+    return {"backend": backend, "n": n, "epochs": epochs, "dtype": dtype, "batch_size": batch_size,
             "peak_extra_mib": extra / 2**20, "copies": extra / (x.nbytes + y.nbytes),
             "resettable": resettable, "wall_s": wall_s, "final_loss": history.final_loss}
 
 
-def run_fresh(backend: str, n: int, epochs: int, dtype: str, timeout_s: float) -> dict[str, Any]:
+def run_fresh(backend: str, n: int, epochs: int, dtype: str, timeout_s: float,
+              batch_size: int | None = None) -> dict[str, Any]:
     """``measure`` in a new interpreter; a failure comes back as a row with ``error``."""
-    spec = json.dumps([backend, n, epochs, dtype])
+    spec = json.dumps([backend, n, epochs, dtype, batch_size])
     env = {**__import__("os").environ, "PYTHONWARNINGS": "ignore", **THREAD_ENV}
     try:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", spec],
@@ -128,25 +133,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", default="100,1000,10000", help="epoch counts for growth")
     parser.add_argument("--growth-n", type=int, help="samples for growth (default 1e6)")
     parser.add_argument("--copies-n", type=int, help="samples for copies (default 1e7)")
+    parser.add_argument("--batch-size", type=int, help="train on mini-batches of this size "
+                        "(default: full batch)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per fit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        backend, n, epochs, dtype = json.loads(args.worker)
-        print(json.dumps(measure(backend, n, epochs, dtype)))
+        print(json.dumps(measure(*json.loads(args.worker))))
         return 0
     growth_n = args.growth_n or (10_000 if args.quick else 1_000_000)
     copies_n = args.copies_n or (1_000_000 if args.quick else 10_000_000)
     epochs = [int(e) for e in args.epochs.split(",")]
     info = machine.describe()
     print(f"machine: {info['cpu']} x {info['cpus']}, GPUs: {info['gpus'] or 'none'}; "
-          f"{info['platform']}; one thread per framework")
+          f"{info['platform']}; one thread per framework; "
+          + (f"mini-batches of {args.batch_size}" if args.batch_size else "full batch"))
     print(f"versions: {info['versions']}")
     rows = []
     for backend in args.backends.split(","):
         plan = [(growth_n, e) for e in epochs] + [(copies_n, COPIES_EPOCHS)]
         for n, count in plan:
-            rows.append(run_fresh(backend, n, count, "float32", args.timeout))
+            rows.append(run_fresh(backend, n, count, "float32", args.timeout, args.batch_size))
             row = rows[-1]
             print(f"  {backend:<6} n={n:<9} epochs={count:<6} "
                   + (f"error {row['error']}" if "error" in row else

@@ -8,8 +8,10 @@ synchronized before the clock is read; compilation done inside a call is reporte
 ``gradbridge.fit`` records), so all contestants do the same work.
 
 Regression (the tutorial): ``y ~ w * x + b``, mean squared error, full-batch gradient descent
-from ``w = b = 0``. MLP: tanh layers, MSE, Adam on mini-batches drawn in one seeded order that
-every MLP contestant shares, so their trajectories agree to rounding.
+from ``w = b = 0``. MLP: tanh layers, MSE; softmax regression: one linear layer, mean softmax
+cross-entropy of one-hot targets; both with Adam on mini-batches drawn in one seeded order that
+every contestant shares, so their trajectories agree to rounding. A ragged last batch is one
+step on the rows left over.
 
 jax and torch are imported inside the factories: importing this module costs only NumPy.
 """
@@ -301,16 +303,19 @@ def batch_orders(n: int, epochs: int, seed: int) -> np.ndarray:
 
 ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
 
+# A mini-batch loss written out in each framework: (params, x batch, y batch) -> loss; NumPy's
+# returns the loss and its gradients too. Every mini-batch contestant below takes one.
+NumpyLoss = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray],
+                     tuple[float, dict[str, np.ndarray]]]
 
-def numpy_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
-              batch_size: int, seed: int) -> Trainer:
-    """Backpropagation and Adam written out in NumPy."""
-    y = y.reshape(-1, 1)
-    layers = len(params) // 2
-    dtype = x.dtype.type
 
-    def gradients(p: dict[str, np.ndarray], xb: np.ndarray,
-                  yb: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+def _mlp_numpy_loss(xb_dtype: Any) -> NumpyLoss:
+    """Backpropagation through tanh layers to the MSE, written out."""
+    dtype = xb_dtype.type
+
+    def loss_and_grads(p: dict[str, np.ndarray], xb: np.ndarray,
+                       yb: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        layers = len(p) // 2
         activations = [xb]
         for i in range(layers - 1):
             activations.append(np.tanh(activations[-1] @ p[f"W{i}"] + p[f"b{i}"]))
@@ -324,6 +329,26 @@ def numpy_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: f
                 upstream = (upstream @ p[f"W{i}"].T) * (1 - activations[i] ** 2)
         return float(np.mean(residual**2)), grads
 
+    return loss_and_grads
+
+
+def _softmax_numpy_loss(p: dict[str, np.ndarray], xb: np.ndarray,
+                        yb: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean softmax cross-entropy of one linear layer; its gradient is x.T (softmax - y) / m."""
+    z = xb @ p["W0"] + p["b0"]
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(total[:, 0]) - np.sum(z * yb, axis=1)))
+    upstream = (e / total - yb) / z.dtype.type(len(xb))
+    return loss, {"W0": xb.T @ upstream, "b0": upstream.sum(axis=0)}
+
+
+def _numpy_minibatch(loss_and_grads: NumpyLoss, x: np.ndarray, y: np.ndarray,
+                     params: dict[str, np.ndarray], lr: float, batch_size: int,
+                     seed: int) -> Trainer:
+    """Adam over the mini-batches of ``batch_orders``, on analytic gradients, in NumPy."""
+
     def train(epochs: int) -> Run:
         p = {k: v.astype(x.dtype) for k, v in params.items()}
         m = {k: np.zeros_like(v) for k, v in p.items()}
@@ -336,7 +361,7 @@ def numpy_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: f
             batch_losses = []
             for first in range(0, len(x), batch_size):
                 index = orders[epoch, first:first + batch_size]
-                loss, grads = gradients(p, x[index], y[index])
+                loss, grads = loss_and_grads(p, x[index], y[index])
                 batch_losses.append(loss)
                 t += 1
                 for k in p:
@@ -352,43 +377,69 @@ def numpy_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: f
     return train
 
 
-def _jax_mlp_forward(params: dict[str, Any], x: Any) -> Any:
+def numpy_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+              batch_size: int, seed: int) -> Trainer:
+    """Backpropagation and Adam written out in NumPy."""
+    return _numpy_minibatch(_mlp_numpy_loss(x.dtype), x, y.reshape(-1, 1), params, lr,
+                            batch_size, seed)
+
+
+def numpy_softmax(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                  batch_size: int, seed: int) -> Trainer:
+    """Softmax regression: its gradient and Adam written out in NumPy."""
+    return _numpy_minibatch(_softmax_numpy_loss, x, y, params, lr, batch_size, seed)
+
+
+def _jax_mlp_loss(p: dict[str, Any], xb: Any, yb: Any) -> Any:
     import jax.numpy as jnp
 
-    layers = len(params) // 2
+    layers = len(p) // 2
+    h = xb
     for i in range(layers - 1):
-        x = jnp.tanh(x @ params[f"W{i}"] + params[f"b{i}"])
-    return x @ params[f"W{layers - 1}"] + params[f"b{layers - 1}"]
+        h = jnp.tanh(h @ p[f"W{i}"] + p[f"b{i}"])
+    return jnp.mean((h @ p[f"W{layers - 1}"] + p[f"b{layers - 1}"] - yb) ** 2)
 
 
-def jax_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
-            batch_size: int, seed: int, device: str = "cpu") -> Trainer:
-    """JAX: jit of one whole epoch, lax.scan over its mini-batches, Adam written out."""
-    y = y.reshape(-1, 1)
+def _jax_softmax_loss(p: dict[str, Any], xb: Any, yb: Any) -> Any:
     import jax
     import jax.numpy as jnp
 
-    def loss(p: Any, xb: Any, yb: Any) -> Any:
-        return jnp.mean((_jax_mlp_forward(p, xb) - yb) ** 2)
+    z = xb @ p["W0"] + p["b0"]
+    return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(z * yb, axis=1))
+
+
+def _jax_minibatch(loss: Callable[..., Any], x: np.ndarray, y: np.ndarray,
+                   params: dict[str, np.ndarray], lr: float, batch_size: int, seed: int,
+                   device: str) -> Trainer:
+    """JAX: the data on the device once, each epoch one jitted call gathering its batches by
+    the epoch's order and running lax.scan over the full ones, then the ragged last batch in
+    the same program; Adam written out."""
+    import jax
+    import jax.numpy as jnp
 
     value_and_grad = jax.value_and_grad(loss)
+    full = len(x) // batch_size
+
+    def step(carry: Any, batch: Any) -> Any:
+        p, m, v, t = carry
+        value, g = value_and_grad(p, *batch)
+        t = t + 1
+        m = jax.tree.map(lambda a, b: ADAM["b1"] * a + (1 - ADAM["b1"]) * b, m, g)
+        v = jax.tree.map(lambda a, b: ADAM["b2"] * a + (1 - ADAM["b2"]) * b * b, v, g)
+        c1, c2 = 1 - ADAM["b1"] ** t, 1 - ADAM["b2"] ** t
+        p = jax.tree.map(
+            lambda w, a, b: w - lr * (a / c1) / (jnp.sqrt(b / c2) + ADAM["eps"]), p, m, v)
+        return (p, m, v, t), value
 
     def epoch(state: Any, data: Any, order: Any) -> Any:
-        xs = data[0][order].reshape(-1, batch_size, data[0].shape[1])
-        ys = data[1][order].reshape(-1, batch_size, data[1].shape[1])
-
-        def step(carry: Any, batch: Any) -> Any:
-            p, m, v, t = carry
-            value, g = value_and_grad(p, *batch)
-            t = t + 1
-            m = jax.tree.map(lambda a, b: ADAM["b1"] * a + (1 - ADAM["b1"]) * b, m, g)
-            v = jax.tree.map(lambda a, b: ADAM["b2"] * a + (1 - ADAM["b2"]) * b * b, v, g)
-            c1, c2 = 1 - ADAM["b1"] ** t, 1 - ADAM["b2"] ** t
-            p = jax.tree.map(
-                lambda w, a, b: w - lr * (a / c1) / (jnp.sqrt(b / c2) + ADAM["eps"]), p, m, v)
-            return (p, m, v, t), value
-
+        head = order[:full * batch_size]
+        xs = data[0][head].reshape(full, batch_size, *data[0].shape[1:])
+        ys = data[1][head].reshape(full, batch_size, *data[1].shape[1:])
         state, values = jax.lax.scan(step, state, (xs, ys))
+        if full * batch_size < len(x):
+            tail = order[full * batch_size:]
+            state, last = step(state, (data[0][tail], data[1][tail]))
+            values = jnp.concatenate([values, last[None]])
         return state, jnp.mean(values)
 
     with jax_precision(x.dtype):
@@ -401,7 +452,9 @@ def jax_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: flo
             p = jax.device_put({k: w.astype(x.dtype) for k, w in params.items()}, place)
             zeros = jax.tree.map(jnp.zeros_like, p)
             state = (p, zeros, zeros, jnp.zeros((), x.dtype))
-            orders = jax.device_put(batch_orders(len(x), epochs, seed), place)
+            # One device array per epoch, made before the clock: indexing a stacked one
+            # would dispatch an operation per epoch.
+            orders = jax.device_put(list(batch_orders(len(x), epochs, seed)), place)
             start = time.perf_counter()
             lowered = compiled.lower(state, data, orders[0]).compile()
             compile_s = time.perf_counter() - start
@@ -418,13 +471,42 @@ def jax_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: flo
     return train
 
 
-def torch_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
-              batch_size: int, seed: int, device: str = "cpu") -> Trainer:
-    """PyTorch eager: autograd through the layers, ``torch.optim.Adam``."""
+def jax_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+            batch_size: int, seed: int, device: str = "cpu") -> Trainer:
+    """JAX: jit of one whole epoch, lax.scan over its mini-batches, Adam written out."""
+    return _jax_minibatch(_jax_mlp_loss, x, y.reshape(-1, 1), params, lr, batch_size, seed,
+                          device)
+
+
+def jax_softmax(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                batch_size: int, seed: int, device: str = "cpu") -> Trainer:
+    """JAX softmax regression: jit of one whole epoch, lax.scan over its mini-batches."""
+    return _jax_minibatch(_jax_softmax_loss, x, y, params, lr, batch_size, seed, device)
+
+
+def _torch_mlp_loss(p: dict[str, Any], xb: Any, yb: Any) -> Any:
     import torch
 
-    xd, yd, sync = _torch_placed(x, y.reshape(-1, 1), device)
-    layers = len(params) // 2
+    layers = len(p) // 2
+    h = xb
+    for i in range(layers - 1):
+        h = torch.tanh(h @ p[f"W{i}"] + p[f"b{i}"])
+    return ((h @ p[f"W{layers - 1}"] + p[f"b{layers - 1}"] - yb) ** 2).mean()
+
+
+def _torch_softmax_loss(p: dict[str, Any], xb: Any, yb: Any) -> Any:
+    z = xb @ p["W0"] + p["b0"]
+    return (z.logsumexp(dim=1) - (z * yb).sum(dim=1)).mean()
+
+
+def _torch_minibatch(loss: Callable[..., Any], x: np.ndarray, y: np.ndarray,
+                     params: dict[str, np.ndarray], lr: float, batch_size: int, seed: int,
+                     device: str) -> Trainer:
+    """PyTorch eager: data on the device once, batches gathered there, autograd,
+    ``torch.optim.Adam``; losses stay on the device until the run ends."""
+    import torch
+
+    xd, yd, sync = _torch_placed(x, y, device)
 
     def train(epochs: int) -> Run:
         p = {k: torch.tensor(w, dtype=xd.dtype, device=xd.device, requires_grad=True)
@@ -439,14 +521,11 @@ def torch_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: f
             batch_losses = []
             for first in range(0, len(x), batch_size):
                 index = orders[epoch, first:first + batch_size]
-                h = xd[index]
-                for i in range(layers - 1):
-                    h = torch.tanh(h @ p[f"W{i}"] + p[f"b{i}"])
-                loss = ((h @ p[f"W{layers - 1}"] + p[f"b{layers - 1}"] - yd[index]) ** 2).mean()
+                value = loss(p, xd[index], yd[index])
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                value.backward()
                 optimizer.step()
-                batch_losses.append(loss.detach())
+                batch_losses.append(value.detach())
             losses.append(torch.stack(batch_losses).mean())
         stacked = torch.stack(losses)
         sync()
@@ -454,6 +533,19 @@ def torch_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: f
         return Run(run_s, 0.0, {k: _host(w) for k, w in p.items()}, _host(stacked))
 
     return train
+
+
+def torch_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+              batch_size: int, seed: int, device: str = "cpu") -> Trainer:
+    """PyTorch eager: autograd through the layers, ``torch.optim.Adam``."""
+    return _torch_minibatch(_torch_mlp_loss, x, y.reshape(-1, 1), params, lr, batch_size,
+                            seed, device)
+
+
+def torch_softmax(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                  batch_size: int, seed: int, device: str = "cpu") -> Trainer:
+    """PyTorch eager softmax regression: autograd, ``torch.optim.Adam``."""
+    return _torch_minibatch(_torch_softmax_loss, x, y, params, lr, batch_size, seed, device)
 
 
 REGRESSION: dict[str, Callable[..., Trainer]] = {
@@ -473,3 +565,10 @@ MLP: dict[str, Callable[..., Trainer]] = {
     "torch-autograd": torch_mlp,
 }
 """MLP contestants by name: ``make(x, y, params, lr, batch_size, seed[, device]) -> train``."""
+
+SOFTMAX: dict[str, Callable[..., Trainer]] = {
+    "numpy-analytic": numpy_softmax,
+    "jax-jit": jax_softmax,
+    "torch-autograd": torch_softmax,
+}
+"""Softmax-regression contestants by name, called as the MLP ones."""

@@ -42,7 +42,11 @@ SEED = 0
 MLP_SIZES = [32, 256, 256, 1]
 MLP_BATCH = 256
 MLP_LR = 1e-3
-PRIME_N = {"regression": 100, "memory": 100, "mlp": 2 * MLP_BATCH}
+SOFTMAX_FEATURES, SOFTMAX_CLASSES = 64, 10
+SOFTMAX_N = 1400
+SOFTMAX_BATCH = 128
+SOFTMAX_LR = 1e-2
+PRIME_N = {"regression": 100, "memory": 100, "mlp": 2 * MLP_BATCH, "softmax": 2 * SOFTMAX_BATCH}
 """Samples of the tiny run that loads each contestant's framework before memory is measured."""
 
 GRADBRIDGE = ("gradbridge-numpy", "gradbridge-jax", "gradbridge-torch")
@@ -54,6 +58,9 @@ float32 at N >= 1e6, and not primed (a second shape would recompile, maybe as a 
 PAIRS = (("gradbridge-numpy", "numpy-analytic"), ("gradbridge-jax", "jax-scan"),
          ("gradbridge-torch", "torch-autograd"))
 """Each backend and the hand-written code its target is set against."""
+MINIBATCH_PAIRS = (("gradbridge-numpy", "numpy-analytic"), ("gradbridge-jax", "jax-jit"),
+                   ("gradbridge-torch", "torch-autograd"))
+"""The same for the mini-batch workloads (MLP and softmax regression)."""
 
 # Tolerances for "reached the same w and b as the tutorial loop in float64": float64 runs
 # differ from it only by summation order (1e-9 relative, with room for 1e7-term sums); float32
@@ -81,6 +88,16 @@ def mlp_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarr
     return x.astype(dtype), y.astype(dtype)
 
 
+def softmax_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """64 standard normal features and one-hot labels of 10 classes from a random linear
+    teacher with Gumbel noise (so the classes overlap and the loss keeps falling)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, SOFTMAX_FEATURES))
+    teacher = rng.standard_normal((SOFTMAX_FEATURES, SOFTMAX_CLASSES)) / np.sqrt(SOFTMAX_FEATURES)
+    labels = np.argmax(x @ teacher + rng.gumbel(size=(n, SOFTMAX_CLASSES)), axis=1)
+    return x.astype(dtype), np.eye(SOFTMAX_CLASSES, dtype=dtype)[labels]
+
+
 def _gradbridge_run(history: Any) -> Run:
     return Run(history.run_s, history.compile_s, dict(history.params),
                np.asarray(history.losses, dtype=np.float64))
@@ -100,16 +117,16 @@ def gradbridge_regression(backend: str, x: np.ndarray, y: np.ndarray, lr: float,
     return train
 
 
-def gradbridge_mlp(backend: str, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray],
-                   lr: float, batch_size: int, seed: int, device: str) -> Trainer:
-    """``gradbridge.fit`` of a tanh MLP with Adam on mini-batches."""
+def gradbridge_minibatch(backend: str, model: Any, loss: str, x: np.ndarray, y: np.ndarray,
+                         params: dict[str, np.ndarray], lr: float, batch_size: int, seed: int,
+                         device: str) -> Trainer:
+    """``gradbridge.fit`` of ``model`` with Adam on mini-batches."""
     import gradbridge as gb
 
     be = gb.get_backend(backend, device=device, dtype=str(x.dtype))
-    model = gb.models.mlp("tanh")
 
     def train(epochs: int) -> Run:
-        return _gradbridge_run(gb.fit(model, gb.losses.mse, params, x, y, backend=be,
+        return _gradbridge_run(gb.fit(model, loss, params, x, y, backend=be,
                                       optimizer=gb.optim.adam(lr), batch_size=batch_size,
                                       epochs=epochs, seed=seed))
 
@@ -132,14 +149,33 @@ def regression_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: st
     return make(x, y, LR) if framework == "numpy" else make(x, y, LR, device=device)
 
 
-def mlp_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: str) -> Trainer:
+def mlp_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: str,
+                batch: int = MLP_BATCH) -> Trainer:
     """Build any MLP contestant by name; all start from the same weights and batch order."""
+    import gradbridge as gb
+
     params = native.init_mlp(MLP_SIZES, SEED)
     framework, _, variant = contestant.partition("-")
     if framework == "gradbridge":
-        return gradbridge_mlp(variant, x, y, params, MLP_LR, MLP_BATCH, SEED, device)
+        return gradbridge_minibatch(variant, gb.models.mlp("tanh"), "mse", x, y, params,
+                                    MLP_LR, batch, SEED, device)
     make = native.MLP[contestant]
-    args = (x, y, params, MLP_LR, MLP_BATCH, SEED)
+    args = (x, y, params, MLP_LR, batch, SEED)
+    return make(*args) if framework == "numpy" else make(*args, device=device)
+
+
+def softmax_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: str,
+                    batch: int = SOFTMAX_BATCH) -> Trainer:
+    """Build any softmax-regression contestant by name; same start and batch order for all."""
+    import gradbridge as gb
+
+    params = native.init_mlp([SOFTMAX_FEATURES, SOFTMAX_CLASSES], SEED)
+    framework, _, variant = contestant.partition("-")
+    if framework == "gradbridge":
+        return gradbridge_minibatch(variant, gb.models.mlp(), "softmax_cross_entropy", x, y,
+                                    params, SOFTMAX_LR, batch, SEED, device)
+    make = native.SOFTMAX[contestant]
+    args = (x, y, params, SOFTMAX_LR, batch, SEED)
     return make(*args) if framework == "numpy" else make(*args, device=device)
 
 
@@ -148,6 +184,7 @@ WORKLOADS = {
     "regression": (regression_data, regression_trainer),
     "memory": (regression_data, regression_trainer),
     "mlp": (mlp_data, mlp_trainer),
+    "softmax": (softmax_data, softmax_trainer),
 }
 
 
@@ -231,22 +268,32 @@ def measure_pair(job: dict[str, Any]) -> dict[str, Any]:
 
     Separate processes meet different background load on a shared machine; alternating the two
     contestants call by call exposes both to the same load, so the median of the per-round
-    ratios is the robust figure for a target. Memory is not measured here.
+    ratios is the robust figure for a target. Memory is not measured here. ``of`` names the
+    workload (regression unless given), ``batch`` a mini-batch workload's batch size.
     """
     ours, theirs = job["contestant"].split(" vs ")
-    x, y = regression_data(job["n"], job["dtype"])
-    trainers = [regression_trainer(c, x, y, job["device"]) for c in (ours, theirs)]
+    make_data, make_trainer = WORKLOADS[job.get("of", "regression")]
+    x, y = make_data(job["n"], job["dtype"])
+    extra = {"batch": job["batch"]} if "batch" in job else {}
+    trainers = [make_trainer(c, x, y, job["device"], **extra) for c in (ours, theirs)]
     for trainer in trainers:
         trainer(job["epochs"])  # warm-up: compile, page in
     seconds: list[list[float]] = [[], []]
+    runs: list[Run] = []
     for _ in range(job["repeats"]):
         for times, trainer in zip(seconds, trainers, strict=True):
-            times.append(trainer(job["epochs"]).run_s)
+            runs.append(trainer(job["epochs"]))
+            times.append(runs[-1].run_s)
     ratios = [a / b for a, b in zip(*seconds, strict=True)]
-    return {**job, "ours_s": seconds[0], "theirs_s": seconds[1],
-            "per_epoch_s": statistics.median(seconds[0]) / job["epochs"],
-            "theirs_per_epoch_s": statistics.median(seconds[1]) / job["epochs"],
-            "ratio": statistics.median(ratios)}
+    row = {**job, "ours_s": seconds[0], "theirs_s": seconds[1],
+           "per_epoch_s": statistics.median(seconds[0]) / job["epochs"],
+           "theirs_per_epoch_s": statistics.median(seconds[1]) / job["epochs"],
+           "ratio": statistics.median(ratios)}
+    if "batch" in job:  # both walked the same batches: their losses must agree
+        ours_losses, theirs_losses = runs[-2].losses, runs[-1].losses
+        row["max_loss_rel_diff"] = float(np.max(np.abs(ours_losses - theirs_losses)
+                                                / np.abs(theirs_losses)))
+    return row
 
 
 def worker_main(spec: str, out: str) -> None:
@@ -254,7 +301,7 @@ def worker_main(spec: str, out: str) -> None:
     job = json.loads(spec)
     if job["workload"] == "bandwidth":
         row = {**job, **bandwidth.measure(job["n"])}
-    elif job["workload"] == "paired":
+    elif job["workload"] in ("paired", "paired-minibatch"):
         row = measure_pair(job)
     else:
         row = measure(job)
@@ -306,8 +353,38 @@ def plan(quick: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
         jobs += [job("memory", c, memory_n, "float32", e, 0) for e in (100, 10_000)]
     for c in (*GRADBRIDGE, *native.MLP):
         jobs.append(job("mlp", c, mlp_n, "float32", mlp_epochs, repeats))
+    jobs += minibatch_jobs(quick, mlp_n, device, repeats)
+    workloads = set(args.workloads.split(",")) if args.workloads else None
     return [j for j in jobs
-            if wanted is None or set(j["contestant"].split(" vs ")) <= wanted]
+            if (wanted is None or set(j["contestant"].split(" vs ")) <= wanted)
+            and (workloads is None or j["workload"] in workloads)]
+
+
+BATCH_SWEEP = (32, 128, 512, 2048, 4096)
+"""Softmax batch sizes swept at N = SWEEP_N (full mode)."""
+SWEEP_N = 16_384
+N_SWEEP = (SOFTMAX_N, 14_000, 140_000)
+"""Softmax sizes swept at batch SOFTMAX_BATCH (full mode)."""
+
+
+def minibatch_jobs(quick: bool, mlp_n: int, device: str, repeats: int) -> list[dict[str, Any]]:
+    """Paired mini-batch rows, each backend against its hand-written counterpart: softmax
+    regression (1,400 x 64, batch 128) and the MLP at ``mlp_n``; full mode adds the batch and
+    N sweeps."""
+    cases = [("softmax", SOFTMAX_N, SOFTMAX_BATCH), ("mlp", mlp_n, MLP_BATCH)]
+    if not quick:
+        cases += [("softmax", SWEEP_N, b) for b in BATCH_SWEEP]
+        cases += [("softmax", n, SOFTMAX_BATCH) for n in N_SWEEP]
+    jobs = []
+    for of, n, batch in sorted(set(cases), key=lambda case: (case[0], case[2], case[1])):
+        steps = -(-n // batch)
+        # softmax: about 4,000 steps a call (2 to 50 epochs); the MLP's steps cost ~50x more
+        epochs = max(2, min(50, 4000 // steps)) if of == "softmax" else 2 if quick else 3
+        jobs += [{"workload": "paired-minibatch", "of": of, "contestant": f"{ours} vs {theirs}",
+                  "n": n, "batch": batch, "dtype": "float32", "epochs": epochs,
+                  "repeats": repeats, "device": device, "prime": False}
+                 for ours, theirs in MINIBATCH_PAIRS]
+    return jobs
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -346,9 +423,11 @@ def run_job(job: dict[str, Any], timeout_s: float, threads: int = 0) -> dict[str
 
 def describe_row(row: dict[str, Any]) -> str:
     head = f"{row['workload']:<10} {row['contestant']:<19} n={row['n']:<9} {row['dtype']:<7}"
+    if "batch" in row:
+        head += f" {row['of']} batch {row['batch']}"
     if "error" in row:
         return f"{head} ERROR {row['error'][:200]}"
-    if row["workload"] == "paired":
+    if row["workload"].startswith("paired"):
         return (f"{head} {row['per_epoch_s'] * 1e6:12.1f} vs {row['theirs_per_epoch_s'] * 1e6:.1f}"
                 f" us/epoch: ratio {row['ratio']:.2f}  ({row['job_s']:.1f} s)")
     agree = {True: "ok", False: "DIFFERS", None: "-"}[row.get("agrees")]
@@ -362,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results JSON (default benchmarks/local/"
                         "<machine>[-quick].json, untracked; results/ is for committed runs)")
     parser.add_argument("--contestants", help="comma-separated names to run (default: all)")
+    parser.add_argument("--workloads", help="comma-separated workloads to run, e.g. "
+                        "paired-minibatch (default: all)")
     parser.add_argument("--repeats", type=int, help="timed repeats per job (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for jax/torch")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras contestants")
@@ -402,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "settings": {"lr": LR, "seed": SEED, "mlp_sizes": MLP_SIZES, "mlp_batch": MLP_BATCH,
                      "mlp_lr": MLP_LR, "tolerance": TOLERANCE, "device": args.device,
+                     "softmax": {"features": SOFTMAX_FEATURES, "classes": SOFTMAX_CLASSES,
+                                 "lr": SOFTMAX_LR},
                      "threads": args.threads or "framework default",
                      "load_average_note": "os.getloadavg() at start and end: other processes "
                                           "competing for the CPUs inflate and scatter times"},

@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     "tree": "gradbridge.core.tree",
     "data": "gradbridge.core.data",
     "fit": "gradbridge.core.train",
-    "History": "gradbridge.core.train",
+    "History": "gradbridge.core.history",
     "testing": "gradbridge.testing",
     "experiment": "gradbridge.experiments.api",
 }
@@ -49,7 +49,8 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:  # pragma: no cover
     from gradbridge import testing
     from gradbridge.core import data, losses, models, nn, optim, probability, random, tree
-    from gradbridge.core.train import History, fit
+    from gradbridge.core.history import History
+    from gradbridge.core.train import fit
     from gradbridge.experiments.api import experiment
 
 

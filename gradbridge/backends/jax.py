@@ -128,6 +128,7 @@ class JaxBackend(BackendBase):
     compiled_scan: ClassVar[bool] = True
     """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
     jits whole chunks of epochs (elsewhere it jits the step and loops in Python)."""
+    jit_needs_warm_up: ClassVar[bool] = True
     notes: ClassVar[tuple[str, ...]] = (
         "JAX's x64 mode is turned on for the process when the first JAX backend is made, so "
         "float64 is float64 everywhere (GRADBRIDGE_JAX_X64=scoped limits it to gradbridge's "

@@ -171,7 +171,8 @@ class TorchBackend(BackendBase):
 
     @property
     def capabilities(self) -> Capabilities:
-        return replace(super().capabilities, has_jit=self._compile)
+        return replace(super().capabilities, has_jit=self._compile,
+                       jit_needs_warm_up=self._compile)
 
     # creation and conversion
 

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from gradbridge.config import get_backend
     from gradbridge.core import data, losses, models
     from gradbridge.core.backend import invalid
-    from gradbridge.core.train import fit, log_every
+    from gradbridge.core.callbacks import log_every
+    from gradbridge.core.train import fit
     from gradbridge.experiments.seed import SEED, run_regression
 
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)

@@ -273,6 +273,12 @@ class Capabilities:
     devices: tuple[str, ...]
     dtypes: tuple[str, ...] = DTYPES
     has_jit: bool = False
+    compiled_scan: bool = False
+    """``jit`` of a function calling ``scan`` compiles the whole loop into one program (JAX's
+    lax.scan); elsewhere ``scan`` is a Python loop that a compiler would unroll."""
+    jit_needs_warm_up: bool = False
+    """The first call of a ``jit``-ed function per signature traces or compiles (JAX, NumPy's
+    trace-and-replay, torch.compile), so timed code calls it once beforehand."""
     supports_float64: bool = True
     version: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -431,8 +437,8 @@ class BackendBase:
     name: ClassVar[str] = "base"
     has_jit: ClassVar[bool] = False
     compiled_scan: ClassVar[bool] = False
-    """True where ``jit(lambda c: scan(step, c, n))`` compiles the whole loop into one program
-    (JAX); fit then compiles chunks of epochs instead of single steps."""
+    jit_needs_warm_up: ClassVar[bool] = False
+    """These three become the same-named :class:`Capabilities` fields."""
     notes: ClassVar[tuple[str, ...]] = ()
     xp: ClassVar[Any] = None
     """The framework's Array API namespace the operations are bound from (bind_namespace)."""
@@ -552,6 +558,8 @@ class BackendBase:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(devices=tuple(self.available_devices()), has_jit=self.has_jit,
+                            compiled_scan=self.compiled_scan,
+                            jit_needs_warm_up=self.jit_needs_warm_up,
                             version=self.framework_version(), notes=self.notes)
 
     def __repr__(self) -> str:

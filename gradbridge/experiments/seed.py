@@ -15,7 +15,9 @@ import numpy as np
 
 from gradbridge.core import data, losses, models, probability
 from gradbridge.core.backend import Backend
-from gradbridge.core.train import CallbackLike, History, fit
+from gradbridge.core.callbacks import CallbackLike
+from gradbridge.core.history import History
+from gradbridge.core.train import fit
 
 SEED: dict[str, Any] = dict(lr=0.1, epochs=50, w0=0.0, b0=0.0, log_every=10)
 """The tutorial's training settings: learning rate, epochs, starting w and b, print interval."""

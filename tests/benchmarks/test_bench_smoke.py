@@ -6,7 +6,9 @@ tutorial's loop, written again below from the math. Tolerances: 1e-10 relative i
 (summation order only); 1e-5 in float32 (float32 rounding over 30 short steps on 64 points,
 against a float64 reference). The MLP baselines (hand-written backprop in NumPy, autodiff in
 JAX and torch) must agree with each other in float64 to 1e-9 relative (two Adam steps on 512
-points; Adam's division by sqrt(v) amplifies rounding a little). No timing is asserted.
+points; Adam's division by sqrt(v) amplifies rounding a little); so must the softmax-regression
+baselines and ``gradbridge.fit`` of the same problem, ragged last batch included. No timing is
+asserted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import native  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
 from references import tutorial_loop  # noqa: E402
+
+from gradbridge.core import models  # noqa: E402
 
 EPOCHS, LR = 30, 0.1
 FRAMEWORK = {"numpy": "numpy", "jax": "jax", "torch": "torch", "gradbridge": "numpy",
@@ -82,6 +86,26 @@ def test_mlp_baselines_agree_with_each_other() -> None:
     assert reference.losses[-1] < reference.losses[0]  # it learns
 
 
+def test_softmax_baselines_and_fit_agree_with_each_other() -> None:
+    """Analytic NumPy, JAX and torch autodiff and gradbridge's fit: 2 epochs of Adam on 100
+    points in batches of 32 (the last one ragged, 4 rows), float64, 1e-9 relative."""
+    for framework in ("jax", "torch"):
+        if importlib.util.find_spec(framework) is None:
+            pytest.skip(f"{framework} is not installed")
+    x, y = run.softmax_data(100, "float64")
+    params = native.init_mlp([x.shape[1], y.shape[1]], seed=2)
+    results = {name: make(x, y, params, 1e-2, 32, 5)(2) for name, make in native.SOFTMAX.items()}
+    results["gradbridge-numpy"] = run.gradbridge_minibatch(
+        "numpy", models.mlp(), "softmax_cross_entropy", x, y, params, 1e-2, 32, 5, "cpu")(2)
+    reference = results.pop("numpy-analytic")
+    for name, result in results.items():
+        for key, value in reference.params.items():
+            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} {key}")
+        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
+    assert reference.losses[-1] < reference.losses[0]  # it learns
+
+
 def test_mlp_batches_follow_gradbridges_order() -> None:
     """The MLP baselines walk the batches in fit's order, so their runs are comparable."""
     from gradbridge.core import data
@@ -121,6 +145,32 @@ def test_harness_runs_every_contestant_and_reports(tmp_path: Path) -> None:
     text = Path(written["markdown"]).read_text()
     assert "gradbridge-numpy / numpy-analytic" in text and "## Targets" in text
     assert Path(written["plot"]).stat().st_size > 0
+
+
+def test_minibatch_pairs_are_measured_and_reported(tmp_path: Path) -> None:
+    """A tiny paired softmax job (ragged batches) per pair of one backend, then its section,
+    its targets and its plot in the report."""
+    rows = []
+    for batch in (64, 128):
+        rows.append(run.measure_pair({
+            "workload": "paired-minibatch", "of": "softmax", "n": 300, "batch": batch,
+            "contestant": "gradbridge-numpy vs numpy-analytic", "dtype": "float64",
+            "epochs": 2, "repeats": 1, "device": "cpu", "prime": False}))
+        # Same start, same batches, float64: the two runs' losses agree to rounding.
+        assert rows[-1]["max_loss_rel_diff"] < 1e-9 and rows[-1]["ratio"] > 0
+    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
+                           "versions": {"numpy": np.__version__}},
+               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
+               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
+                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
+               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3,
+                            "softmax": {"features": 64, "classes": 10, "lr": 1e-2}},
+               "rows": rows}
+    written = report.write(results, tmp_path / "smoke")
+    text = Path(written["markdown"]).read_text()
+    assert "## Mini-batch training" in text
+    assert "gradbridge-numpy <= 1.50x hand-written on every mini-batch row" in text
+    assert Path(written["minibatch_plot"]).stat().st_size > 0
 
 
 def test_a_job_runs_in_its_own_process() -> None:

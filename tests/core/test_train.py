@@ -14,6 +14,7 @@ import math
 import re
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,8 @@ import pytest
 from conftest import BACKENDS, make_backend, tolerance
 
 from gradbridge.backends.numpy import NumpyBackend
-from gradbridge.core import data, losses, models, optim, train
-from gradbridge.core.backend import Backend, InvalidArgument, TrainingDiverged
+from gradbridge.core import data, loop, losses, models, optim, train
+from gradbridge.core.backend import Backend, Capabilities, InvalidArgument, TrainingDiverged
 
 # Data the tests generate themselves, with true parameters unlike the tutorial's (3, 2).
 RNG = np.random.default_rng(20240611)
@@ -103,11 +104,11 @@ def test_multivariate_converges_to_lstsq(backend: Backend) -> None:
 def test_chunking_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several compiled chunks (two lengths) give the same trajectory as the reference."""
     be = make_backend("jax", "float64")
-    monkeypatch.setattr(train, "MAX_CHUNK", 4)
+    monkeypatch.setattr(loop, "MAX_CHUNK", 4)
     history = fit_1d(be, lr=0.1, epochs=11)
     ref = gd_reference(X1, Y1, 0.1, 11)
     np.testing.assert_allclose(history.losses, ref["losses"], rtol=1e-10)
-    assert train._chunk_lengths(11) == [4, 4, 3]
+    assert loop.chunk_lengths(11, 4) == [4, 4, 3]
 
 
 # ----------------------------------------------------------------- other models
@@ -167,7 +168,7 @@ def test_divergence_keeps_the_history(backend64: Backend, mode: str,
     with np.errstate(all="ignore"):
         ref = gd_reference(X1, Y1, lr, 40, batch_size)
     bad = _first_bad(ref["losses"], 1e12)
-    monkeypatch.setattr(train, "MAX_CHUNK", 3)
+    monkeypatch.setattr(loop, "MAX_CHUNK", 3)
     callbacks = [lambda info: None] if mode == "per-epoch" else []
     with pytest.raises(TrainingDiverged) as caught:
         fit_1d(backend64, lr=lr, epochs=40, batch_size=batch_size, callbacks=callbacks)
@@ -282,8 +283,12 @@ class _CountingJit(NumpyBackend):
 
     def __init__(self, compiled_scan: bool) -> None:
         super().__init__(dtype="float64")
-        self.compiled_scan = compiled_scan
+        self._compiled_scan = compiled_scan
         self.calls: dict[int, int] = {}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, compiled_scan=self._compiled_scan)
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         key = len(self.calls)
@@ -303,7 +308,7 @@ def test_what_fit_compiles_follows_the_backends_scan(compiled_scan: bool,
     any other (a Python loop, which torch.compile would unroll) gets the step compiled and
     called once per epoch. Both give the reference trajectory."""
     be = _CountingJit(compiled_scan)
-    monkeypatch.setattr(train, "MAX_CHUNK", 4)  # 9 epochs: chunks of 3
+    monkeypatch.setattr(loop, "MAX_CHUNK", 4)  # 9 epochs: chunks of 3
     history = fit_1d(be, lr=0.1, epochs=9)
     np.testing.assert_allclose(history.losses, gd_reference(X1, Y1, 0.1, 9)["losses"],
                                rtol=1e-10)

@@ -53,6 +53,7 @@ class NumpyBackend(BackendBase):
 
     name: ClassVar[str] = "numpy"
     xp: ClassVar[Any] = array_api_compat.numpy
+    jit_needs_warm_up: ClassVar[bool] = True  # jit traces each signature once, then replays
     notes: ClassVar[tuple[str, ...]] = (
         "gradients by gradbridge's own reverse-mode autodiff (nested grad included; complex "
         "values forward only)",

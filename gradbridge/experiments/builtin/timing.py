@@ -20,7 +20,7 @@ from gradbridge.experiments.builtin.regression import check_points
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from gradbridge.core.train import History
+    from gradbridge.core.history import History
     from gradbridge.experiments.record import Results, RunRecord
 
 MIN_REPEATS = 5
