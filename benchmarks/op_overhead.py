@@ -15,6 +15,8 @@ ratio <= 1.1 and a worst <= 1.5.
 
     python benchmarks/op_overhead.py [--backends numpy,jax,torch] [--repeats 7]
                                      [--min-time 0.05] [--only sin,linalg.solve] [--json PATH]
+    python benchmarks/op_overhead.py --floor   # sin through gradbridge, through the least
+                                               # Python wrapper, and bare, at 10 to 1e5 values
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def measure_backend(name: str, repeats: int, min_time: float,
             continue
         ours, native = lookup(be, function), lookup(namespace, function)
         if native is None:
-            print(f"{name:<7}{function:<26}not timed: {NAMESPACE[name]} lacks it")
+            print(f"{name:<8}{function:<26}not timed: {NAMESPACE[name]} lacks it")
             continue
         sides = {"gradbridge": ours, "namespace": native}
         raw = raw_function(ours, native)
@@ -175,12 +177,35 @@ def measure_backend(name: str, repeats: int, min_time: float,
         try:
             row = compare(sides, call, repeats, min_time)
         except Exception as exc:  # a framework that refuses this call: say so, time the rest
-            print(f"{name:<7}{function:<26}not timed: {type(exc).__name__}: {exc}"[:160])
+            print(f"{name:<8}{function:<26}not timed: {type(exc).__name__}: {exc}"[:160])
             continue
         row["ratio"] = row["gradbridge_us"] / row["namespace_us"]
         if "raw_us" in row:
             row["ratio_raw"] = row["gradbridge_us"] / row["raw_us"]
         rows.append({"backend": name, "function": function, **row})
+    return rows
+
+
+def forwarder(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The least a Python-level check can cost: a function that only calls ``fn``."""
+    def forward(x: Any, /) -> Any:
+        return fn(x)
+
+    return forward
+
+
+def measure_floor(name: str, repeats: int, min_time: float) -> list[dict[str, Any]]:
+    """``sin`` bare, behind the bare forwarder and through gradbridge, at growing sizes."""
+    be = gb.get_backend(name, dtype="float32")
+    native = importlib.import_module(NAMESPACE[name]).sin
+    rows = []
+    for n in (10, 1_000, 100_000):
+        x = be.from_host(np.linspace(0.1, 0.9, n))
+        sides = {"gradbridge": be.sin, "namespace": native, "forwarder": forwarder(native)}
+        row = compare(sides, ((x,), {}), repeats, min_time)
+        rows.append({"backend": name, "n": n, **row,
+                     "ratio": row["gradbridge_us"] / row["namespace_us"],
+                     "forwarder_ratio": row["forwarder_us"] / row["namespace_us"]})
     return rows
 
 
@@ -209,26 +234,38 @@ def main() -> int:
     parser.add_argument("--only", default="",
                         help="comma-separated function names to time (linalg.solve, ...)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--floor", action="store_true",
+                        help="only sin: bare, behind a bare Python forwarder, via gradbridge")
     args = parser.parse_args()
     only = {n.strip() for n in args.only.split(",") if n.strip()} or None
+    backends = [n.strip() for n in args.backends.split(",") if n.strip()]
 
     info = machine.describe()
     print(f"machine: {info['cpu']}, {info['cpus']} CPUs, python {info['versions']['python']}")
+    if args.floor:
+        print(f"{'backend':<8}{'n':>8}{'namespace us':>13}{'forwarder us':>13}"
+              f"{'gradbridge us':>14}{'forwarder':>10}{'gradbridge':>11}")
+        for name in backends:
+            for row in measure_floor(name, args.repeats, args.min_time):
+                print(f"{name:<8}{row['n']:>8}{row['namespace_us']:>13.2f}"
+                      f"{row['forwarder_us']:>13.2f}{row['gradbridge_us']:>14.2f}"
+                      f"{row['forwarder_ratio']:>10.2f}{row['ratio']:>11.2f}")
+        return 0
     print(f"float32 operands; median of {args.repeats} repeats of >= {args.min_time} s each; "
           "ratio = gradbridge / namespace (raw: the framework function gradbridge binds)\n")
-    print(f"{'backend':<7}{'function':<26}{'gradbridge us':>14}{'namespace us':>13}"
+    print(f"{'backend':<8}{'function':<26}{'gradbridge us':>14}{'namespace us':>13}"
           f"{'raw us':>8}{'ratio':>7}{'vs raw':>7}")
     rows: list[dict[str, Any]] = []
-    for name in (n.strip() for n in args.backends.split(",") if n.strip()):
+    for name in backends:
         try:
             measured = measure_backend(name, args.repeats, args.min_time, only)
         except gb.GradbridgeError as exc:
-            print(f"{name:<7}skipped: {exc}")
+            print(f"{name:<8}skipped: {exc}")
             continue
         for row in measured:
             raw = f"{row['raw_us']:>8.2f}" if "raw_us" in row else f"{'-':>8}"
             vs_raw = f"{row['ratio_raw']:>7.2f}" if "ratio_raw" in row else f"{'-':>7}"
-            print(f"{row['backend']:<7}{row['function']:<26}{row['gradbridge_us']:>14.2f}"
+            print(f"{row['backend']:<8}{row['function']:<26}{row['gradbridge_us']:>14.2f}"
                   f"{row['namespace_us']:>13.2f}{raw}{row['ratio']:>7.2f}{vs_raw}")
         rows.extend(measured)
     summary = summarize(rows) if rows else {}

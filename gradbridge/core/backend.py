@@ -156,8 +156,8 @@ class OneFramework:
                 if cls is self.array_type or cls in self.native:
                     continue
                 framework = FRAMEWORK_OF_MODULE.get(cls.__module__.partition(".")[0])
-                if framework is not None and framework != self.backend \
-                        and framework not in self.accepted:
+                if (framework is not None and framework != self.backend
+                        and framework not in self.accepted):
                     raise mixed_frameworks(self.backend, framework, name)
                 if cls is not self.traced and not isinstance(item, _LOOKED_INTO):
                     self.native.add(cls)
@@ -285,9 +285,9 @@ class OneFramework:
         def checked(backend: Any, x: Any, /, *args: Any, **kwargs: Any) -> Any:
             if x.__class__ is not array_type and x.__class__ not in native:
                 refuse(name, (x,))
-            if args:
+            if kwargs:
                 return method(backend, x, *args, **kwargs)
-            return method(backend, x, **kwargs) if kwargs else method(backend, x)
+            return method(backend, x, *args) if args else method(backend, x)
 
         return checked
 
