@@ -202,14 +202,14 @@ class TorchBackend(BackendBase):
     subtract = staticmethod(ONE_FRAMEWORK.binary(torch.subtract))
     multiply = staticmethod(ONE_FRAMEWORK.binary(torch.multiply))
     divide = staticmethod(ONE_FRAMEWORK.binary(torch.divide))
-    negative = staticmethod(ONE_FRAMEWORK.op(torch.negative))
+    negative = staticmethod(ONE_FRAMEWORK.elementwise(torch.negative))
     pow = staticmethod(ONE_FRAMEWORK.binary(torch.pow))
-    abs = staticmethod(ONE_FRAMEWORK.op(torch.abs))
-    sqrt = staticmethod(ONE_FRAMEWORK.op(torch.sqrt))
-    exp = staticmethod(ONE_FRAMEWORK.op(torch.exp))
-    log = staticmethod(ONE_FRAMEWORK.op(torch.log))
-    log1p = staticmethod(ONE_FRAMEWORK.op(torch.log1p))
-    tanh = staticmethod(ONE_FRAMEWORK.op(torch.tanh))
+    abs = staticmethod(ONE_FRAMEWORK.elementwise(torch.abs))
+    sqrt = staticmethod(ONE_FRAMEWORK.elementwise(torch.sqrt))
+    exp = staticmethod(ONE_FRAMEWORK.elementwise(torch.exp))
+    log = staticmethod(ONE_FRAMEWORK.elementwise(torch.log))
+    log1p = staticmethod(ONE_FRAMEWORK.elementwise(torch.log1p))
+    tanh = staticmethod(ONE_FRAMEWORK.elementwise(torch.tanh))
 
     @ONE_FRAMEWORK.op
     def maximum(self, x1: Array, x2: Array | float) -> Array:
@@ -294,9 +294,7 @@ class TorchBackend(BackendBase):
             return self.xp.concat(arrays, axis=None)
         return torch.cat(list(arrays), dim=axis)
 
-    @ONE_FRAMEWORK.op
-    def stack(self, arrays: Sequence[Array], /, axis: int = 0) -> Array:
-        return torch.stack(list(arrays), dim=axis)
+    stack = staticmethod(ONE_FRAMEWORK.op(torch.stack))  # takes axis= as the standard says
 
     @ONE_FRAMEWORK.method
     def unique_all(self, x: Array, /) -> Any:

@@ -105,19 +105,6 @@ FRAMEWORK_OF_MODULE: dict[str, str] = {"numpy": "numpy", "torch": "torch", "jax"
 asking never imports a framework)."""
 
 
-def foreign_framework(backend: str, values: Sequence[Any],
-                      accepted: tuple[str, ...] = ()) -> str | None:
-    """The first framework other than ``backend``'s (and ``accepted``) among ``values``, lists
-    looked into."""
-    for value in values:
-        items = value if isinstance(value, (list, tuple)) else (value,)
-        for item in items:
-            framework = FRAMEWORK_OF_MODULE.get(type(item).__module__.partition(".")[0])
-            if framework is not None and framework != backend and framework not in accepted:
-                return framework
-    return None
-
-
 def mixed_frameworks(backend: str, foreign: str, operation: str) -> InvalidArgument:
     """The error for an operation of one backend given another framework's array."""
     return InvalidArgument(
@@ -127,14 +114,29 @@ def mixed_frameworks(backend: str, foreign: str, operation: str) -> InvalidArgum
     )
 
 
+_LOOKED_INTO = (list, tuple)
+
+
+class _Missing:
+    """The type of ``_NOTHING`` alone, so that it never passes a check as a native type."""
+
+
+_NOTHING: Any = _Missing()
+"""Marks an argument that was not given (a guard's fixed signatures take no ``*args``)."""
+
+
 @dataclass(frozen=True)
 class OneFramework:
     """Wraps a backend's operations so that they refuse other frameworks' arrays first (NumPy
     would convert them silently, or return theirs; torch and JAX raise errors of their own).
 
-    Arguments of the framework's ``array_type`` pass at the cost of one identity test, the
-    other ``native`` types (Python numbers, tracers, the backend class itself) of one set
-    lookup; ``accepted`` frameworks are host data the framework takes itself (NumPy, for JAX).
+    An argument whose type is the framework's ``array_type`` or in ``native`` passes at the
+    cost of one identity test or one set lookup; any other is looked at once (lists and tuples
+    looked into) and, if harmless (no framework's, or this one's, or an ``accepted`` one's:
+    NumPy host data for JAX), its type joins ``native``, so dtypes, strings and the like cost a
+    set lookup from then on. The wrappers have fixed signatures where they can (forwarding
+    ``*args``/``**kwargs`` costs more than the check) and no work on the path of a call that
+    passes beyond the checks (a ``try`` is free in CPython 3.11).
     """
 
     backend: str
@@ -143,34 +145,110 @@ class OneFramework:
     accepted: tuple[str, ...] = ()
     traced: type | None = None
     """The type of values inside ``grad`` (NumPy's Tracer): a TypeError from a function given
-    one means the autodiff does not know that function, and says so."""
+    one means the autodiff does not know that function, and says so. Never cached as native."""
 
     def refuse(self, name: str, args: Sequence[Any]) -> None:
-        """Raise the mixed-frameworks error if another framework's array is among ``args``."""
-        foreign = foreign_framework(self.backend, args, self.accepted)
-        if foreign is not None:
-            raise mixed_frameworks(self.backend, foreign, name)
+        """Raise the mixed-frameworks error if another framework's array is among ``args``;
+        remember the harmless types met."""
+        for value in args:
+            for item in value if isinstance(value, _LOOKED_INTO) else (value,):
+                cls = type(item)
+                if cls is self.array_type or cls in self.native:
+                    continue
+                framework = FRAMEWORK_OF_MODULE.get(cls.__module__.partition(".")[0])
+                if (framework is not None and framework != self.backend
+                        and framework not in self.accepted):
+                    raise mixed_frameworks(self.backend, framework, name)
+                if cls is not self.traced and not isinstance(item, _LOOKED_INTO):
+                    self.native.add(cls)
 
-    def op(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Any function or method: every positional argument is checked."""
-        array_type, native, refuse, traced = self.array_type, self.native, self.refuse, self.traced
+    def untraceable(self, name: str, error: TypeError,
+                    args: Sequence[Any]) -> NotDifferentiable | None:
+        """The NotDifferentiable for a TypeError of ``name`` given a traced value (the autodiff
+        lacks it), or None: then the error is the caller's own and stands as it is."""
+        traced = self.traced
+        if (traced is None or isinstance(error, NotDifferentiable)
+                or not any(isinstance(arg, traced) for arg in args)):
+            return None
+        return NotDifferentiable(
+            f"{name} is not differentiable by the {self.backend} backend's autodiff yet "
+            f"({error}); compute it outside grad, or use the jax or torch backend for its "
+            "gradient")
+
+    def elementwise(self, fn: Callable[..., Any], name: str = "") -> Callable[..., Any]:
+        """An elementwise function of one or two positional arrays (``sin``, ``equal``): each
+        checked, and the call made as it came, without ``*args``."""
+        array_type, native, refuse, untraceable = (self.array_type, self.native, self.refuse,
+                                                   self.untraceable)
+        name = name or fn.__name__
 
         @functools.wraps(fn)
-        def operation(*args: Any, **kwargs: Any) -> Any:
-            for arg in args:
-                if arg.__class__ is not array_type and arg.__class__ not in native:
-                    refuse(fn.__name__, args)
-                    break
+        def one_or_two(x1: Any, x2: Any = _NOTHING, /) -> Any:
             try:
-                return fn(*args, **kwargs)
+                if x2 is _NOTHING:
+                    if x1.__class__ is not array_type and x1.__class__ not in native:
+                        refuse(name, (x1,))
+                    return fn(x1)
+                if ((x1.__class__ is not array_type and x1.__class__ not in native)
+                        or (x2.__class__ is not array_type and x2.__class__ not in native)):
+                    refuse(name, (x1, x2))
+                return fn(x1, x2)
             except TypeError as exc:
-                if (traced is None or isinstance(exc, NotDifferentiable)
-                        or not any(isinstance(arg, traced) for arg in args)):
+                error = untraceable(name, exc, (x1, x2))
+                if error is None:
                     raise
-                raise NotDifferentiable(
-                    f"{fn.__name__} is not differentiable by the {self.backend} backend's "
-                    f"autodiff yet ({exc}); compute it outside grad, or use the jax or torch "
-                    "backend for its gradient") from exc
+                raise error from exc
+
+        return one_or_two
+
+    def op(self, fn: Callable[..., Any], name: str = "") -> Callable[..., Any]:
+        """Any function or method: every positional argument is checked (lists and tuples
+        looked into); calls of one or two positional arguments, the commonest, are made
+        without forwarding ``*args``."""
+        array_type, native, refuse, untraceable = (self.array_type, self.native, self.refuse,
+                                                   self.untraceable)
+        name = name or fn.__name__
+
+        def passes(value: Any) -> bool:
+            """Whether ``value`` (or each item of a list or tuple) passes at once."""
+            cls = value.__class__
+            if cls is array_type or cls in native:
+                return True
+            if cls is list or cls is tuple:
+                for item in value:
+                    if item.__class__ is not array_type and item.__class__ not in native:
+                        return False
+                return True
+            return False
+
+        @functools.wraps(fn)
+        def operation(x: Any = _NOTHING, y: Any = _NOTHING, /, *rest: Any, **kwargs: Any) -> Any:
+            try:
+                if y is _NOTHING:
+                    if (x.__class__ is not array_type and x.__class__ not in native
+                            and not passes(x)):
+                        if x is _NOTHING:
+                            return fn(**kwargs)
+                        refuse(name, (x,))
+                    return fn(x, **kwargs) if kwargs else fn(x)
+                if rest:
+                    for arg in (x, y, *rest):
+                        if (arg.__class__ is not array_type and arg.__class__ not in native
+                                and not passes(arg)):
+                            refuse(name, (x, y, *rest))
+                            break
+                    return fn(x, y, *rest, **kwargs)
+                if ((x.__class__ is not array_type and x.__class__ not in native
+                     and not passes(x))
+                        or (y.__class__ is not array_type and y.__class__ not in native
+                            and not passes(y))):
+                    refuse(name, (x, y))
+                return fn(x, y, **kwargs) if kwargs else fn(x, y)
+            except TypeError as exc:
+                error = untraceable(name, exc, (x, y, *rest))
+                if error is None:
+                    raise
+                raise error from exc
 
         return operation
 
@@ -180,12 +258,13 @@ class OneFramework:
         """A function of exactly two positional arrays (add, matmul): a loop-free check, and
         ``explain(x1, x2)`` may turn the framework's own error into one gradbridge message."""
         array_type, native, refuse = self.array_type, self.native, self.refuse
+        name = fn.__name__
 
         @functools.wraps(fn)
         def two_arrays(x1: Any, x2: Any, /) -> Any:
             if ((x1.__class__ is not array_type and x1.__class__ not in native)
                     or (x2.__class__ is not array_type and x2.__class__ not in native)):
-                refuse(fn.__name__, (x1, x2))
+                refuse(name, (x1, x2))
             try:
                 return fn(x1, x2)
             except (ValueError, TypeError, RuntimeError) as exc:
@@ -200,12 +279,15 @@ class OneFramework:
         """A backend method of one array (``be.sum(x, axis)``): only ``x`` is checked, the
         other arguments being axes, shapes and flags."""
         array_type, native, refuse = self.array_type, self.native, self.refuse
+        name = method.__name__
 
         @functools.wraps(method)
         def checked(backend: Any, x: Any, /, *args: Any, **kwargs: Any) -> Any:
             if x.__class__ is not array_type and x.__class__ not in native:
-                refuse(method.__name__, (x,))
-            return method(backend, x, *args, **kwargs)
+                refuse(name, (x,))
+            if kwargs:
+                return method(backend, x, *args, **kwargs)
+            return method(backend, x, *args) if args else method(backend, x)
 
         return checked
 
@@ -425,6 +507,10 @@ def check_scalar_output(shape: Sequence[int]) -> None:
         )
 
 
+_KIND_OF_PYTHON_NUMBER = {bool: "b", int: "i", float: "f", complex: "c"}
+"""NumPy's dtype kind of a Python number, without making an array of it."""
+
+
 class BackendBase:
     """Behaviour every backend shares; subclasses bind their framework's operations.
 
@@ -485,7 +571,7 @@ class BackendBase:
     def default_dtype_of(self, value: Any) -> Any:
         """The default dtype for Python data (a number or nested sequence), as the standard says:
         bool, the default integer (int64), the backend's float, its complex."""
-        kind = np.asarray(value).dtype.kind
+        kind = _KIND_OF_PYTHON_NUMBER.get(type(value)) or np.asarray(value).dtype.kind
         return {"b": self.xp.bool, "f": self.default_float, "c": self.default_complex}.get(
             kind, self.xp.int64)
 
@@ -541,7 +627,10 @@ class BackendBase:
                               device=self._device_or_default(device))
 
     def __array_namespace_info__(self) -> NamespaceInfo:
-        return NamespaceInfo(self)
+        info = self.__dict__.get("_namespace_info")
+        if info is None:  # made once: it reads the backend's defaults when asked
+            info = self._namespace_info = NamespaceInfo(self)
+        return info
 
     # ------------------------------------------------------- gradbridge's own additions
 
@@ -651,21 +740,21 @@ class NamespaceInfo:
 
 def bind_namespace(cls: type[BackendBase], guard: OneFramework) -> None:
     """Give ``cls`` every name of core/ops.py that it does not write itself, bound from its
-    ``xp`` behind ``guard`` (two-array elementwise functions behind its loop-free check), dtypes
-    and constants as they are, and the ``linalg`` and ``fft`` extensions as namespaces."""
+    ``xp`` behind ``guard`` (elementwise functions behind its fixed one-or-two-array check),
+    dtypes and constants as they are, and the ``linalg`` and ``fft`` extensions as namespaces."""
     xp = cls.xp
     for op in ops.MAIN:
         if not hasattr(cls, op.name):
-            two_arrays = op.category == "elementwise" and op.differentiable == ops.BINARY
-            wrap = guard.binary if two_arrays else guard.op
-            setattr(cls, op.name, staticmethod(wrap(getattr(xp, op.name))))
+            fixed = op.category == "elementwise" and op.name != "clip"  # clip takes keywords
+            wrap = guard.elementwise if fixed else guard.op
+            setattr(cls, op.name, staticmethod(wrap(getattr(xp, op.name), op.name)))
     for name in (*ops.DTYPES, *ops.CONSTANTS):
         if not hasattr(cls, name):
             setattr(cls, name, getattr(xp, name))
     for extension, table in (("linalg", ops.LINALG), ("fft", ops.FFT)):
         module = getattr(xp, extension, None)
         if module is not None and not hasattr(cls, extension):
-            functions = {op.name: guard.op(getattr(module, op.name)) for op in table
+            functions = {op.name: guard.op(getattr(module, op.name), op.name) for op in table
                          if hasattr(module, op.name)}
             setattr(cls, extension, types.SimpleNamespace(**functions))
 
