@@ -43,11 +43,15 @@ _LAZY: dict[str, str] = {
     "fit": "gradbridge.core.train",
     "History": "gradbridge.core.train",
     "testing": "gradbridge.testing",
+    "jacobian": "gradbridge.core.derivatives",
+    "hessian": "gradbridge.core.derivatives",
+    "hvp": "gradbridge.core.derivatives",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradbridge import testing
     from gradbridge.core import data, losses, models, nn, optim, probability, random, tree
+    from gradbridge.core.derivatives import hessian, hvp, jacobian
     from gradbridge.core.train import History, fit
 
 
@@ -64,7 +68,8 @@ __all__ = [
     "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
     "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
     "TrainingDiverged",
-    "data", "fit", "get_backend", "list_backends", "losses", "models", "nn", "optim",
+    "data", "fit", "get_backend", "hessian", "hvp", "jacobian", "list_backends", "losses",
+    "models", "nn", "optim",
     "probability", "random", "register_backend", "resolve", "testing", "tree",
     "unregister_backend", "use_backend",
 ]

@@ -185,6 +185,15 @@ class TorchBackend(BackendBase):
         dtype = self._dtype if obj.is_floating_point() else obj.dtype
         return obj.to(device=self._device, dtype=dtype)
 
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
+                copy: bool | None = None) -> Array:
+        """A tensor keeps its graph (``asarray`` is differentiable): torch.asarray is told so,
+        since left unspecified it warns that its default changed."""
+        if isinstance(obj, torch.Tensor):
+            return torch.asarray(obj, dtype=dtype, device=obj.device if device is None else device,
+                                 copy=copy, requires_grad=obj.requires_grad)
+        return super().asarray(obj, dtype=dtype, device=device, copy=copy)
+
     def to_numpy(self, x: Array) -> np.ndarray:
         if isinstance(x, torch.Tensor):
             if x.requires_grad and _differentiating.get():
@@ -208,12 +217,12 @@ class TorchBackend(BackendBase):
     tanh = staticmethod(ONE_FRAMEWORK.op(torch.tanh))
 
     @ONE_FRAMEWORK.op
-    def maximum(self, x1: Array, x2: Array | float) -> Array:
-        return maximum_ties_to_first(torch, x1, x2)
+    def maximum(self, x1: Array | float, x2: Array | float) -> Array:
+        return maximum_ties_to_first(torch, _tensor_first(x1, x2), x2)
 
     @ONE_FRAMEWORK.op
-    def minimum(self, x1: Array, x2: Array | float) -> Array:
-        return minimum_ties_to_first(torch, x1, x2)
+    def minimum(self, x1: Array | float, x2: Array | float) -> Array:
+        return minimum_ties_to_first(torch, _tensor_first(x1, x2), x2)
 
     where = staticmethod(ONE_FRAMEWORK.op(torch.where))
 
@@ -474,6 +483,14 @@ def _grad(value: torch.Tensor, leaves: list[torch.Tensor],
     seed = torch.ones_like(value, memory_format=torch.preserve_format)
     return _run_backward((value,), (seed,), nested, nested, tuple(leaves), True,
                          accumulate_grad=False)
+
+
+def _tensor_first(x1: Any, x2: Any) -> Any:
+    """A Python-number ``x1`` as a tensor like ``x2`` (torch.isnan takes tensors only), in the
+    dtype the two promote to; anything else as it is."""
+    if isinstance(x1, torch.Tensor) or not isinstance(x2, torch.Tensor):
+        return x1
+    return torch.as_tensor(x1, dtype=torch.result_type(x2, x1), device=x2.device)
 
 
 def _as_shape(shape: int | Shape) -> Shape:

@@ -114,9 +114,15 @@ def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     np.testing.assert_array_equal(np.asarray(g), [0.0, 0.5, 0.5, 0.0])
 
 
-def test_abs_derivative_at_zero_is_jaxs_own(be32: JaxBackend) -> None:
-    """Documented, not forced: jnp.abs is bound directly and its derivative at 0 is 1."""
-    assert float(be32.grad(lambda v: be32.sum(be32.abs(v)))(be32.from_host([0.0]))[0]) == 1.0
+def test_abs_is_jnp_abs_outside_its_kink(be32: JaxBackend) -> None:
+    """The hand-written abs (slope 0 at 0) keeps jnp.abs's values and dtypes, complex and
+    integer inputs included; its slope at 0 is tested on every backend in test_op_gradients."""
+    for x in (jnp.asarray([-2.5, -0.0, 0.0, 3.0, jnp.inf, -jnp.inf], dtype=jnp.float32),
+              jnp.asarray([-3, 0, 4], dtype=jnp.int32), jnp.asarray([3 - 4j], dtype=jnp.complex64)):
+        got, expected = be32.abs(x), jnp.abs(x)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert np.isnan(float(be32.abs(jnp.asarray(jnp.nan, dtype=jnp.float32))))
 
 
 # ----------------------------------------------------------------------------- devices
