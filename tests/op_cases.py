@@ -129,6 +129,8 @@ UNARY_DOMAINS: dict[str, Draw] = {
 
 SIGNS = np.array([[1.0, -1.0, 2.0, -0.5]] * 3)
 WHERE = np.array([[True, False, True, False], [False, False, True, True], [True] * 4])
+LOWER = np.array([-0.9, -0.3, -0.75, -0.6])
+"""An array bound for clip, away from the inputs' values within a step."""
 WEIGHTS = np.array([0.5, 1.0, 2.0, 3.5])
 """Fixed weights that are distinct, so a sign-invariant sum still sees every column."""
 
@@ -163,6 +165,8 @@ CASES: tuple[OpCase, ...] = (
     called("real", lambda be, x: be.real(x * host(be, 0.5 + 2.0j)), normal(3, 4),
            label="of_complex"),
     case("clip", normal(3, 4), min=-0.5, max=0.5),
+    called("clip", lambda be, x: be.clip(x, host(be, LOWER), 0.5), normal(3, 4),
+           label="array_min"),
     called("copysign", lambda be, x: be.copysign(x, host(be, SIGNS)), normal(3, 4)),
     # elementwise, two arrays (broadcasting between them)
     case("add", normal(3, 4), normal(4)),
@@ -174,6 +178,7 @@ CASES: tuple[OpCase, ...] = (
     case("logaddexp", normal(3, 4), normal(3, 4)),
     case("pow", uniform(0.5, 2.0, 3, 4), uniform(-1.5, 1.5, 3, 4)),
     case("maximum", normal(3, 4), normal(4)),
+    called("maximum", lambda be, x: be.maximum(0.2, x), normal(3, 4), label="scalar_x1"),
     case("minimum", normal(3, 4), normal(3, 4)),
     # indexing
     called("take", lambda be, x: be.take(x, host(be, [4, 0, 4, 2]), axis=1), normal(3, 5)),
@@ -212,6 +217,7 @@ CASES: tuple[OpCase, ...] = (
     case("mean", normal(2, 3, 4), axis=(0, 2), keepdims=True),
     case("prod", away_from_zero(3, 4), axis=1),
     case("std", normal(3, 4), axis=0, correction=1),
+    case("std", normal(3, 4), correction=1.5, keepdims=True, label="fractional"),
     case("sum", normal(2, 3, 4), axis=(0, 2)),
     case("var", normal(3, 4), axis=1, correction=0),
     case("max", distinct(3, 4), axis=1),
@@ -253,6 +259,10 @@ CASES: tuple[OpCase, ...] = (
     called("linalg.svd", _svd, with_singular_values(4, [3.0, 2.0, 1.0])),
     called("linalg.svd", lambda be, m: _svd(be, m, full_matrices=True),
            with_singular_values(3, [3.0, 2.0, 1.0]), label="square_full"),
+    called("linalg.svd", lambda be, m: _svd(be, m, full_matrices=True),
+           with_singular_values(4, [3.0, 2.0, 1.0]), label="tall_full"),
+    called("linalg.svd", lambda be, m: _svd(be, be.matrix_transpose(m), full_matrices=True),
+           with_singular_values(4, [3.0, 2.0, 1.0]), label="wide_full"),
 )
 
 

@@ -138,6 +138,22 @@ def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arra
     return jnp.abs(x), slope * dx
 
 
+def _svd(x: Array, /, *, full_matrices: bool = True) -> Any:
+    """``jnp.linalg.svd``, differentiable with the standard's default ``full_matrices=True`` on
+    a non-square matrix too, where JAX has no JVP: the min(m, n) singular vectors that the
+    values determine come from the reduced decomposition, the rest (which no gradient fixes)
+    from the full one as constants, with gradient 0, as torch gives them."""
+    rows, columns = x.shape[-2:]
+    if not full_matrices or rows == columns or not isinstance(x, jax.core.Tracer):
+        return jnp.linalg.svd(x, full_matrices=full_matrices)
+    reduced: Any = jnp.linalg.svd(x, full_matrices=False)
+    full: Any = jnp.linalg.svd(jax.lax.stop_gradient(x), full_matrices=True)
+    k = min(rows, columns)
+    if rows > columns:
+        return reduced._replace(U=jnp.concatenate([reduced.U, full.U[..., k:]], axis=-1))
+    return reduced._replace(Vh=jnp.concatenate([reduced.Vh, full.Vh[..., k:, :]], axis=-2))
+
+
 class JaxBackend(BackendBase):
     """gradbridge on JAX: CPU or CUDA, float32 or float64, compiled with jax.jit."""
 
@@ -317,6 +333,7 @@ class JaxBackend(BackendBase):
 
 NATIVE.add(JaxBackend)  # methods see the backend itself as their first argument
 bind_namespace(JaxBackend, ONE_FRAMEWORK)
+vars(JaxBackend)["linalg"].svd = ONE_FRAMEWORK.op(_svd)  # see _svd: differentiable when full
 
 
 def x64_mode() -> str:

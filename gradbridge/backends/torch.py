@@ -227,10 +227,22 @@ class TorchBackend(BackendBase):
     where = staticmethod(ONE_FRAMEWORK.op(torch.where))
 
     @ONE_FRAMEWORK.op
+    def floor_divide(self, x1: Array | float, x2: Array | float) -> Array:
+        """Piecewise constant, so its gradient is 0 (DESIGN section 2), where torch's backward
+        raises ("derivative for aten::floor_divide is not implemented"): no graph through it."""
+        return self.xp.floor_divide(_constant(x1), _constant(x2))
+
+    @ONE_FRAMEWORK.op
     def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
-        """torch.clamp, which refuses two missing bounds; the Array API returns x then."""
+        """torch.clamp, which refuses two missing bounds (the Array API returns x then) and a
+        tensor bound beside a number (made a tensor like x here)."""
         if min is None and max is None:
             return x
+        if isinstance(min, torch.Tensor) != isinstance(max, torch.Tensor) and None not in (
+                min, max):
+            min, max = (bound if isinstance(bound, torch.Tensor)
+                        else torch.as_tensor(bound, dtype=x.dtype, device=x.device)
+                        for bound in (min, max))
         return torch.clamp(x, min, max)
 
     # linear algebra
@@ -257,6 +269,15 @@ class TorchBackend(BackendBase):
         if axis is None and not keepdims:
             return torch.mean(x)
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
+
+    @ONE_FRAMEWORK.method
+    def std(self, x: Array, /, *, axis: Axis = None, correction: float = 0.0,
+            keepdims: bool = False) -> Array:
+        """array-api-compat's std, which refuses a fractional correction (torch's std does);
+        the square root of var, which takes one, then."""
+        if float(correction).is_integer():
+            return self.xp.std(x, axis=axis, correction=correction, keepdims=keepdims)
+        return torch.sqrt(self.xp.var(x, axis=axis, correction=correction, keepdims=keepdims))
 
     @ONE_FRAMEWORK.method
     def max(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
@@ -483,6 +504,11 @@ def _grad(value: torch.Tensor, leaves: list[torch.Tensor],
     seed = torch.ones_like(value, memory_format=torch.preserve_format)
     return _run_backward((value,), (seed,), nested, nested, tuple(leaves), True,
                          accumulate_grad=False)
+
+
+def _constant(x: Any) -> Any:
+    """``x`` cut from the autograd graph if it is in one."""
+    return x.detach() if getattr(x, "requires_grad", False) else x
 
 
 def _tensor_first(x1: Any, x2: Any) -> Any:

@@ -114,6 +114,23 @@ def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     np.testing.assert_array_equal(np.asarray(g), [0.0, 0.5, 0.5, 0.0])
 
 
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_full_svd_of_a_non_square_matrix_under_a_trace(be64: JaxBackend,
+                                                       shape: tuple[int, int]) -> None:
+    """Traced (jit, grad), the full SVD is assembled from the reduced one and the full one's
+    extra singular vectors: still a full SVD, and differentiable where jnp's has no JVP."""
+    x = np.random.default_rng(1).standard_normal(shape)
+    u, s, vh = (np.asarray(a) for a in jax.jit(lambda m: be64.linalg.svd(m))(be64.from_host(x)))
+    k = min(shape)
+    # Orthogonal factors and the reconstruction, float64 LAPACK: ~1e-15.
+    np.testing.assert_allclose(u.T @ u, np.eye(shape[0]), atol=1e-12)
+    np.testing.assert_allclose(vh @ vh.T, np.eye(shape[1]), atol=1e-12)
+    np.testing.assert_allclose((u[:, :k] * s) @ vh[:k], x, atol=1e-12)
+    grad = be64.grad(lambda m: be64.sum(be64.linalg.svd(m)[1]))(be64.from_host(x))
+    left, _, right = np.linalg.svd(x, full_matrices=False)
+    np.testing.assert_allclose(np.asarray(grad), left @ right, atol=1e-12)  # d sum(s) = U V^T
+
+
 def test_abs_is_jnp_abs_outside_its_kink(be32: JaxBackend) -> None:
     """The hand-written abs (slope 0 at 0) keeps jnp.abs's values and dtypes, complex and
     integer inputs included; its slope at 0 is tested on every backend in test_op_gradients."""

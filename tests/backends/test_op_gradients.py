@@ -18,6 +18,7 @@ from conftest import make_backend
 from op_cases import CASES, OpCase, differentiable_ops, outputs, words
 
 import gradbridge as gb
+from gradbridge.core import ops
 
 Array = Any
 
@@ -43,6 +44,7 @@ NUMPY_MISSING_VJP = frozenset(words("""
     linalg.svdvals linalg.trace linalg.vector_norm linalg.vector_norm-ord1
     linalg.vector_norm-ord3 linalg.cross linalg.outer linalg.solve linalg.tensordot
     linalg.vecdot linalg.eigh linalg.qr linalg.svd linalg.svd-square_full
+    std-fractional linalg.svd-tall_full linalg.svd-wide_full
 """))
 """Cases whose NumPy vector-Jacobian product is missing today (branch npgrad adds them)."""
 
@@ -216,3 +218,20 @@ def test_kinks_have_the_documented_subgradient(backends: dict[str, Any], name: s
     # Weights 0, 1/k or whole numbers: equal to rounding (1e-15), zeros exactly (atol=0).
     np.testing.assert_allclose(np.asarray(be.to_numpy(got)), np.asarray(expected), rtol=1e-15,
                                atol=0)
+
+
+PIECEWISE_CONSTANT = [op.name for op in ops.MAIN if op.note.startswith("piecewise constant")]
+
+
+@pytest.mark.parametrize("name", [pytest.param("numpy", marks=pytest.mark.xfail(
+    strict=True, reason=NUMPY_VJP)), "jax", "torch"])
+@pytest.mark.parametrize("op", [*PIECEWISE_CONSTANT, "floor_divide"])
+def test_piecewise_constant_functions_have_zero_gradient(backends: dict[str, Any], name: str,
+                                                         op: str) -> None:
+    be = backend(backends, name)
+    fn = getattr(be, op)
+    step = (lambda v: fn(v, 0.75)) if op == "floor_divide" else fn
+    x = be.from_host([-1.3, -0.2, 0.4, 2.6])
+    # d/dx [step(x) * x] = step(x) where step is locally constant: exact values, no rounding.
+    got = be.grad(lambda v: be.sum(step(v) * v))(x)
+    np.testing.assert_array_equal(np.asarray(be.to_numpy(got)), np.asarray(be.to_numpy(step(x))))
