@@ -101,6 +101,18 @@ def test_hessian_matches_the_closed_form(backends: dict[str, Any], name: str) ->
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
+def test_hessian_compiles_and_keeps_float32(name: str) -> None:
+    be = make_backend(name, "float32")
+    hess = be.jit(gb.hessian(be, lambda x: _softmax_energy(be, x)))(be.from_host(X))
+    assert str(hess.dtype).endswith("float32")
+    z = A @ X
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    expected = A.T @ (np.diag(p) - np.outer(p, p)) @ A + np.diag(3 * X ** 2)
+    # float32 through a few operations: ~1e-6 relative (DESIGN section 6 says 1e-5).
+    np.testing.assert_allclose(host(be, hess), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SECOND_ORDER)
 def test_hessian_matches_finite_differences_of_the_gradient(backends: dict[str, Any],
                                                             name: str) -> None:
     be = get(backends, name)
