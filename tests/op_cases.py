@@ -12,7 +12,7 @@ and finite differences see the same function.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,7 +84,8 @@ class OpCase:
     inputs: tuple[Draw, ...]
     call: Call
     label: str = ""
-    note: str = field(default="", compare=False)
+    eager: bool = False
+    """The output's shape depends on values (a boolean mask): JAX cannot compile it."""
 
     @property
     def id(self) -> str:
@@ -111,9 +112,9 @@ def case(op: str, *inputs: Draw, label: str = "", **kwargs: Any) -> OpCase:
     return OpCase(op, inputs, lambda be, *xs: namespace_function(be, op)(*xs, **kwargs), label)
 
 
-def called(op: str, call: Call, *inputs: Draw, label: str = "") -> OpCase:
+def called(op: str, call: Call, *inputs: Draw, label: str = "", eager: bool = False) -> OpCase:
     """The op called by hand: extra array arguments, or outputs made sign-invariant."""
-    return OpCase(op, inputs, call, label)
+    return OpCase(op, inputs, call, label, eager)
 
 
 UNARY_DOMAINS: dict[str, Draw] = {
@@ -186,6 +187,15 @@ CASES: tuple[OpCase, ...] = (
            lambda be, x: be.take_along_axis(x, host(be, [[0, 2], [1, 1], [3, 0]]), axis=1),
            normal(3, 4)),
     called("where", lambda be, a, b: be.where(host(be, WHERE), a, b), normal(3, 4), normal(4)),
+    # indexing an array (DESIGN section 2: integers, slices, integer arrays and masks)
+    called("__getitem__", lambda be, x: x[1:, ::2], normal(3, 5), label="slices"),
+    called("__getitem__", lambda be, x: x[None, ..., -1], normal(3, 4), label="none_ellipsis"),
+    called("__getitem__", lambda be, x: x[host(be, [2, 0, 2])], normal(4, 3),
+           label="integer_array"),
+    called("__getitem__", lambda be, x: x[host(be, [0, 2]), host(be, [1, 1])], normal(3, 3),
+           label="integer_arrays"),
+    called("__getitem__", lambda be, x: x[host(be, WHERE)], normal(3, 4), label="mask",
+           eager=True),
     # linear algebra
     case("matmul", normal(2, 3, 4), normal(4, 2)),
     case("tensordot", normal(3, 4, 5), normal(4, 5, 2), axes=2),
@@ -266,10 +276,15 @@ CASES: tuple[OpCase, ...] = (
 )
 
 
+OPERATORS = ("__getitem__",)
+"""Array methods that DESIGN section 2 makes differentiable besides the namespace functions."""
+
+
 def differentiable_ops() -> set[str]:
-    """Every differentiable function of core/ops.py, the linalg ones as "linalg.<name>"."""
+    """Every differentiable function of core/ops.py, the linalg ones as "linalg.<name>", and
+    the differentiable array methods."""
     return ({op.name for op in ops.MAIN if op.differentiable}
-            | {f"linalg.{op.name}" for op in ops.LINALG if op.differentiable})
+            | {f"linalg.{op.name}" for op in ops.LINALG if op.differentiable} | set(OPERATORS))
 
 
 def outputs(result: Any) -> list[Array]:
