@@ -44,11 +44,15 @@ _LAZY: dict[str, str] = {
     "History": "gradbridge.core.history",
     "testing": "gradbridge.testing",
     "experiment": "gradbridge.experiments.api",
+    "jacobian": "gradbridge.core.derivatives",
+    "hessian": "gradbridge.core.derivatives",
+    "hvp": "gradbridge.core.derivatives",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradbridge import testing
     from gradbridge.core import data, losses, models, nn, optim, probability, random, tree
+    from gradbridge.core.derivatives import hessian, hvp, jacobian
     from gradbridge.core.history import History
     from gradbridge.core.train import fit
     from gradbridge.experiments.api import experiment
@@ -67,7 +71,8 @@ __all__ = [
     "Backend", "BackendNotFound", "BackendNotInstalled", "Capabilities", "DeviceNotAvailable",
     "GradbridgeError", "History", "InvalidArgument", "NotDifferentiable", "Selection",
     "TrainingDiverged",
-    "data", "experiment", "fit", "get_backend", "list_backends", "losses", "models", "nn", "optim",
+    "data", "experiment", "fit", "get_backend", "hessian", "hvp", "jacobian", "list_backends",
+    "losses", "models", "nn", "optim",
     "probability", "random", "register_backend", "resolve", "testing", "tree",
     "unregister_backend", "use_backend",
 ]

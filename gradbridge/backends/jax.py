@@ -28,8 +28,9 @@ Subgradients
     would split it 0.5/0.5). ``clip`` has gradient 1 inside ``[min, max]`` and at both bounds,
     like ``torch.clamp`` (``jnp.clip`` gives 0.5 at a bound). The ``max``/``min`` reductions
     share the gradient equally among tied elements (JAX's rule; torch's amax/amin do the same).
-    ``abs`` is ``jnp.abs`` itself, whose derivative at 0 is 1 (torch and the NumPy backend
-    give 0); kept for speed, since it only matters exactly at 0.
+    ``abs`` is ``jnp.abs`` with the slope ``sign(x)`` (a jitted ``custom_jvp``, as cheap per
+    call as ``jnp.abs``), so its derivative at 0 is 0, as in torch and the NumPy backend
+    (``jnp.abs`` gives 1).
 
 Memory
     ``from_host`` of a host array already in the backend's dtype copies it once, into a buffer
@@ -119,6 +120,40 @@ X64_SCOPED: tuple[str, ...] = (
 )
 
 
+@jax.custom_jvp
+def _abs(x: Array) -> Array:
+    """``jnp.abs`` whose derivative is ``sign(x)``: 0 at 0 (see ``_abs_jvp``)."""
+    return jnp.abs(x)
+
+
+@_abs.defjvp
+def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    """d|x| = sign(x) dx, Re(conj(sign(x)) dx) for complex x; integers carry no tangent."""
+    (x,), (dx,) = primals, tangents
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.abs(x), dx
+    slope = jnp.sign(x)
+    if jnp.iscomplexobj(x):
+        return jnp.abs(x), jnp.real(jnp.conj(slope) * dx)
+    return jnp.abs(x), slope * dx
+
+
+def _svd(x: Array, /, *, full_matrices: bool = True) -> Any:
+    """``jnp.linalg.svd``, differentiable with the standard's default ``full_matrices=True`` on
+    a non-square matrix too, where JAX has no JVP: the min(m, n) singular vectors that the
+    values determine come from the reduced decomposition, the rest (which no gradient fixes)
+    from the full one as constants, with gradient 0, as torch gives them."""
+    rows, columns = x.shape[-2:]
+    if not full_matrices or rows == columns or not isinstance(x, jax.core.Tracer):
+        return jnp.linalg.svd(x, full_matrices=full_matrices)
+    reduced: Any = jnp.linalg.svd(x, full_matrices=False)
+    full: Any = jnp.linalg.svd(jax.lax.stop_gradient(x), full_matrices=True)
+    k = min(rows, columns)
+    if rows > columns:
+        return reduced._replace(U=jnp.concatenate([reduced.U, full.U[..., k:]], axis=-1))
+    return reduced._replace(Vh=jnp.concatenate([reduced.Vh, full.Vh[..., k:, :]], axis=-2))
+
+
 class JaxBackend(BackendBase):
     """gradbridge on JAX: CPU or CUDA, float32 or float64, compiled with jax.jit."""
 
@@ -187,6 +222,8 @@ class JaxBackend(BackendBase):
     # elementwise arithmetic
 
     # add, exp, where, ... are jnp's own, bound by bind_namespace; only what differs is here.
+
+    abs = staticmethod(ONE_FRAMEWORK.op(jax.jit(_abs)))  # jnp.abs has slope 1 at 0; DESIGN: 0
 
     @ONE_FRAMEWORK.op
     def maximum(self, x1: Array, x2: Array | float) -> Array:
@@ -308,6 +345,7 @@ class JaxBackend(BackendBase):
 
 NATIVE.add(JaxBackend)  # methods see the backend itself as their first argument
 bind_namespace(JaxBackend, ONE_FRAMEWORK)
+vars(JaxBackend)["linalg"].svd = ONE_FRAMEWORK.op(_svd)  # see _svd: differentiable when full
 
 
 def x64_mode() -> str:

@@ -189,6 +189,15 @@ class TorchBackend(BackendBase):
         dtype = self._dtype if obj.is_floating_point() else obj.dtype
         return obj.to(device=self._device, dtype=dtype)
 
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
+                copy: bool | None = None) -> Array:
+        """A tensor keeps its graph (``asarray`` is differentiable): torch.asarray is told so,
+        since left unspecified it warns that its default changed."""
+        if isinstance(obj, torch.Tensor):
+            return torch.asarray(obj, dtype=dtype, device=obj.device if device is None else device,
+                                 copy=copy, requires_grad=obj.requires_grad)
+        return super().asarray(obj, dtype=dtype, device=device, copy=copy)
+
     def to_numpy(self, x: Array) -> np.ndarray:
         if isinstance(x, torch.Tensor):
             if x.requires_grad and _differentiating.get():
@@ -212,20 +221,32 @@ class TorchBackend(BackendBase):
     tanh = staticmethod(ONE_FRAMEWORK.elementwise(torch.tanh))
 
     @ONE_FRAMEWORK.op
-    def maximum(self, x1: Array, x2: Array | float) -> Array:
-        return maximum_ties_to_first(torch, x1, x2)
+    def maximum(self, x1: Array | float, x2: Array | float) -> Array:
+        return maximum_ties_to_first(torch, _tensor_first(x1, x2), x2)
 
     @ONE_FRAMEWORK.op
-    def minimum(self, x1: Array, x2: Array | float) -> Array:
-        return minimum_ties_to_first(torch, x1, x2)
+    def minimum(self, x1: Array | float, x2: Array | float) -> Array:
+        return minimum_ties_to_first(torch, _tensor_first(x1, x2), x2)
 
     where = staticmethod(ONE_FRAMEWORK.op(torch.where))
 
     @ONE_FRAMEWORK.op
+    def floor_divide(self, x1: Array | float, x2: Array | float) -> Array:
+        """Piecewise constant, so its gradient is 0 (DESIGN section 2), where torch's backward
+        raises ("derivative for aten::floor_divide is not implemented"): no graph through it."""
+        return self.xp.floor_divide(_constant(x1), _constant(x2))
+
+    @ONE_FRAMEWORK.op
     def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
-        """torch.clamp, which refuses two missing bounds; the Array API returns x then."""
+        """torch.clamp, which refuses two missing bounds (the Array API returns x then) and a
+        tensor bound beside a number (made a tensor like x here)."""
         if min is None and max is None:
             return x
+        if isinstance(min, torch.Tensor) != isinstance(max, torch.Tensor) and None not in (
+                min, max):
+            min, max = (bound if isinstance(bound, torch.Tensor)
+                        else torch.as_tensor(bound, dtype=x.dtype, device=x.device)
+                        for bound in (min, max))
         return torch.clamp(x, min, max)
 
     # linear algebra
@@ -252,6 +273,15 @@ class TorchBackend(BackendBase):
         if axis is None and not keepdims:
             return torch.mean(x)
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
+
+    @ONE_FRAMEWORK.method
+    def std(self, x: Array, /, *, axis: Axis = None, correction: float = 0.0,
+            keepdims: bool = False) -> Array:
+        """array-api-compat's std, which refuses a fractional correction (torch's std does);
+        the square root of var, which takes one, then."""
+        if float(correction).is_integer():
+            return self.xp.std(x, axis=axis, correction=correction, keepdims=keepdims)
+        return torch.sqrt(self.xp.var(x, axis=axis, correction=correction, keepdims=keepdims))
 
     @ONE_FRAMEWORK.method
     def max(self, x: Array, /, *, axis: Axis = None, keepdims: bool = False) -> Array:
@@ -500,6 +530,19 @@ def _grad(value: torch.Tensor, leaves: list[torch.Tensor],
     seed = torch.ones_like(value, memory_format=torch.preserve_format)
     return _run_backward((value,), (seed,), nested, nested, tuple(leaves), True,
                          accumulate_grad=False)
+
+
+def _constant(x: Any) -> Any:
+    """``x`` cut from the autograd graph if it is in one."""
+    return x.detach() if getattr(x, "requires_grad", False) else x
+
+
+def _tensor_first(x1: Any, x2: Any) -> Any:
+    """A Python-number ``x1`` as a tensor like ``x2`` (torch.isnan takes tensors only), in the
+    dtype the two promote to; anything else as it is."""
+    if isinstance(x1, torch.Tensor) or not isinstance(x2, torch.Tensor):
+        return x1
+    return torch.as_tensor(x1, dtype=torch.result_type(x2, x1), device=x2.device)
 
 
 def _as_shape(shape: int | Shape) -> Shape:

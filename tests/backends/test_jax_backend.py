@@ -114,9 +114,32 @@ def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     np.testing.assert_array_equal(np.asarray(g), [0.0, 0.5, 0.5, 0.0])
 
 
-def test_abs_derivative_at_zero_is_jaxs_own(be32: JaxBackend) -> None:
-    """Documented, not forced: jnp.abs is bound directly and its derivative at 0 is 1."""
-    assert float(be32.grad(lambda v: be32.sum(be32.abs(v)))(be32.from_host([0.0]))[0]) == 1.0
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_full_svd_of_a_non_square_matrix_under_a_trace(be64: JaxBackend,
+                                                       shape: tuple[int, int]) -> None:
+    """Traced (jit, grad), the full SVD is assembled from the reduced one and the full one's
+    extra singular vectors: still a full SVD, and differentiable where jnp's has no JVP."""
+    x = np.random.default_rng(1).standard_normal(shape)
+    u, s, vh = (np.asarray(a) for a in jax.jit(lambda m: be64.linalg.svd(m))(be64.from_host(x)))
+    k = min(shape)
+    # Orthogonal factors and the reconstruction, float64 LAPACK: ~1e-15.
+    np.testing.assert_allclose(u.T @ u, np.eye(shape[0]), atol=1e-12)
+    np.testing.assert_allclose(vh @ vh.T, np.eye(shape[1]), atol=1e-12)
+    np.testing.assert_allclose((u[:, :k] * s) @ vh[:k], x, atol=1e-12)
+    grad = be64.grad(lambda m: be64.sum(be64.linalg.svd(m)[1]))(be64.from_host(x))
+    left, _, right = np.linalg.svd(x, full_matrices=False)
+    np.testing.assert_allclose(np.asarray(grad), left @ right, atol=1e-12)  # d sum(s) = U V^T
+
+
+def test_abs_is_jnp_abs_outside_its_kink(be32: JaxBackend) -> None:
+    """The hand-written abs (slope 0 at 0) keeps jnp.abs's values and dtypes, complex and
+    integer inputs included; its slope at 0 is tested on every backend in test_op_gradients."""
+    for x in (jnp.asarray([-2.5, -0.0, 0.0, 3.0, jnp.inf, -jnp.inf], dtype=jnp.float32),
+              jnp.asarray([-3, 0, 4], dtype=jnp.int32), jnp.asarray([3 - 4j], dtype=jnp.complex64)):
+        got, expected = be32.abs(x), jnp.abs(x)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert np.isnan(float(be32.abs(jnp.asarray(jnp.nan, dtype=jnp.float32))))
 
 
 # ----------------------------------------------------------------------------- devices

@@ -7,6 +7,7 @@ follow from how PyTorch works. References are NumPy in float64 and closed-form d
 from __future__ import annotations
 
 import gc
+import warnings
 import weakref
 from typing import Any
 
@@ -311,6 +312,44 @@ def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: TorchBackend) -> N
     np.testing.assert_array_equal(one_sided.numpy(), (x >= 0.0).astype(np.float32))
     unbounded = be32.from_host(x)
     assert be32.clip(unbounded) is unbounded  # torch.clamp would refuse two missing bounds
+
+
+def test_clip_with_a_tensor_bound_beside_a_number(be64: TorchBackend) -> None:
+    """torch.clamp refuses (Tensor, Tensor, float); the Array API allows mixing them."""
+    x, low = np.array([-2.0, 0.1, 0.7, 3.0]), np.array([-1.0, 0.2, -1.0, 0.0])
+    for got, expected in [(be64.clip(be64.from_host(x), be64.from_host(low), 1.0),
+                           np.clip(x, low, 1.0)),
+                          (be64.clip(be64.from_host(x), -0.5, be64.from_host(low + 1.0)),
+                           np.clip(x, -0.5, low + 1.0))]:
+        np.testing.assert_array_equal(got.numpy(), expected)  # selections: exact
+
+
+def test_a_scalar_first_argument_of_maximum_and_minimum(be32: TorchBackend) -> None:
+    x = np.array([-1.0, 0.5, 2.0], dtype=np.float32)
+    for op in ("maximum", "minimum"):
+        got = getattr(be32, op)(0.5, be32.from_host(x))
+        assert got.dtype == torch.float32
+        np.testing.assert_array_equal(got.numpy(), getattr(np, op)(np.float32(0.5), x))
+    as_float = be32.maximum(0.5, be32.asarray([0, 1, 2]))  # int array, float scalar: float
+    np.testing.assert_array_equal(as_float.numpy(), [0.5, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("correction", [0, 1, 1.5, 2.25])
+def test_std_with_a_fractional_correction(be64: TorchBackend, correction: float) -> None:
+    """array-api-compat's std refuses a non-integer correction; the standard allows it."""
+    x = np.random.default_rng(0).standard_normal((3, 5))
+    got = be64.std(be64.from_host(x), axis=1, correction=correction, keepdims=True)
+    # NumPy's ddof is the standard's correction; float64 sums of 5 terms: ~1e-15.
+    np.testing.assert_allclose(got.numpy(), np.std(x, axis=1, ddof=correction, keepdims=True),
+                               rtol=1e-12)
+
+
+def test_asarray_of_a_tensor_keeps_its_graph_without_a_warning(be64: TorchBackend) -> None:
+    x = be64.from_host([1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when asarray's requires_grad is implicit
+        grad = be64.grad(lambda v: be64.sum(be64.asarray(v, copy=True) * v))(x)
+    np.testing.assert_array_equal(grad.numpy(), [2.0, 4.0])  # d/dv sum(v^2) = 2v, exact
 
 
 def test_max_reduction_shares_the_gradient_among_ties(be32: TorchBackend) -> None:
