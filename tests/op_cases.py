@@ -170,6 +170,8 @@ CASES: tuple[OpCase, ...] = (
            label="array_min"),
     called("copysign", lambda be, x: be.copysign(x, host(be, SIGNS)), normal(3, 4)),
     # elementwise, two arrays (broadcasting between them)
+    case("remainder", normal(3, 4), uniform(0.7, 1.9, 4)),  # jumps: x1/x2 an integer, not here
+    called("meshgrid", lambda be, x, y: be.meshgrid(x, y, indexing="ij"), normal(3), normal(4)),
     case("add", normal(3, 4), normal(4)),
     case("subtract", normal(3, 4), normal(3, 1)),
     case("multiply", normal(3, 4), normal(4)),

@@ -280,7 +280,7 @@ class JaxBackend(BackendBase):
 
     stack = staticmethod(ONE_FRAMEWORK.op(jnp.stack))
 
-    @ONE_FRAMEWORK.method
+    @ONE_FRAMEWORK.op
     def searchsorted(self, x1: Array, x2: Array, /, *, side: str = "left",
                      sorter: Array | None = None) -> Array:
         """The standard's index dtype: jnp picks int32 for small inputs (jax.numpy fails the

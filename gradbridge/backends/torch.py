@@ -339,6 +339,7 @@ class TorchBackend(BackendBase):
 
     # data types
 
+    @ONE_FRAMEWORK.op
     def can_cast(self, from_: Any, to: Any, /) -> bool:
         """The standard's rule (the promotion lattice leads to ``to``), by NumPy's namespace:
         torch.can_cast also allows casts within a kind, such as int8 to uint8."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import make_backend
-from op_cases import CASES, OpCase, differentiable_ops, outputs, words
+from op_cases import CASES, OpCase, differentiable_ops, outputs
 
 import gradbridge as gb
 from gradbridge.core import ops
@@ -30,23 +30,6 @@ FD_RTOL = 1e-7
 # Same float64 inputs, different frameworks and LAPACK calls: only rounding order differs,
 # ~1e-14 relative times the condition numbers (<= ~10 here); 1e-10 as DESIGN section 6 says.
 BACKEND_RTOL = 1e-10
-
-NUMPY_VJP = "NumPy VJP lands with branch npgrad"
-NUMPY_MISSING_VJP = frozenset(words("""
-    tril triu astype asinh atan cos cosh expm1 positive sin sinh square conj real acos
-    asin atanh tan log2 log10 acosh reciprocal imag-of_complex real-of_complex copysign
-    atan2 hypot logaddexp take take_along_axis tensordot tensordot-pairs vecdot
-    broadcast_arrays broadcast_to flip moveaxis repeat roll squeeze tile unstack sort
-    sort-descending cumulative_sum cumulative_sum-initial cumulative_prod prod std var
-    diff linalg.cholesky linalg.det linalg.diagonal linalg.eigvalsh linalg.inv
-    linalg.matrix_norm linalg.matrix_norm-nuclear linalg.matrix_norm-spectral
-    linalg.matrix_power linalg.matrix_power-negative linalg.pinv linalg.slogdet
-    linalg.svdvals linalg.trace linalg.vector_norm linalg.vector_norm-ord1
-    linalg.vector_norm-ord3 linalg.cross linalg.outer linalg.solve linalg.tensordot
-    linalg.vecdot linalg.eigh linalg.qr linalg.svd linalg.svd-square_full
-    std-fractional linalg.svd-tall_full linalg.svd-wide_full
-"""))
-"""Cases whose NumPy vector-Jacobian product is missing today (branch npgrad adds them)."""
 
 IDS = [c.id for c in CASES]
 
@@ -63,12 +46,34 @@ def backend(backends: dict[str, Any], name: str) -> Any:
     return backends[name]
 
 
+NUMPY_REFUSES = {
+    "imag-of_complex": "complex values are forward only in gradbridge's NumPy autodiff",
+    "real-of_complex": "complex values are forward only in gradbridge's NumPy autodiff",
+    "linalg.svd-tall_full": "NumPy's svd gradient needs full_matrices=False (or a square input)",
+    "linalg.svd-wide_full": "NumPy's svd gradient needs full_matrices=False (or a square input)",
+}
+"""Cases JAX and torch differentiate and the NumPy autodiff refuses with NotDifferentiable (a
+test below holds it to that; README, "Backends, and where they differ")."""
+
+
 def marked(name: str, case: OpCase) -> Any:
-    """The (case, backend) parameter, xfailed strictly where the NumPy VJP is missing."""
-    marks = []
-    if name == "numpy" and case.id in NUMPY_MISSING_VJP:
-        marks.append(pytest.mark.xfail(strict=True, reason=NUMPY_VJP))
-    return pytest.param(case, name, id=f"{case.id}-{name}", marks=marks)
+    """The (case, backend) parameter, with its id."""
+    return pytest.param(case, name, id=f"{case.id}-{name}")
+
+
+def every(names: tuple[str, ...]) -> list[Any]:
+    """Every case on every named backend that differentiates it."""
+    return [marked(n, c) for c in CASES for n in names
+            if not (n == "numpy" and c.id in NUMPY_REFUSES)]
+
+
+@pytest.mark.parametrize("case_id", sorted(NUMPY_REFUSES))
+def test_numpy_refuses_what_it_does_not_differentiate(backends: dict[str, Any],
+                                                      case_id: str) -> None:
+    case = next(c for c in CASES if c.id == case_id)
+    be = backend(backends, "numpy")
+    with pytest.raises(gb.NotDifferentiable):
+        be.grad(loss_of(be, case))(on(be, inputs_of(case)))
 
 
 def loss_of(be: Any, case: OpCase) -> Any:
@@ -150,7 +155,7 @@ def test_every_differentiable_op_has_a_case() -> None:
 
 
 @pytest.mark.parametrize(("case", "name"),
-                         [marked(n, c) for c in CASES for n in ("numpy", "jax", "torch")])
+                         every(("numpy", "jax", "torch")))
 def test_gradient_matches_finite_differences(backends: dict[str, Any], case: OpCase,
                                              name: str) -> None:
     result = evaluated(backends, case, name)
@@ -163,7 +168,7 @@ def test_gradient_matches_finite_differences(backends: dict[str, Any], case: OpC
 
 
 @pytest.mark.parametrize(("case", "name"),
-                         [marked(n, c) for c in CASES for n in ("numpy", "torch")])
+                         every(("numpy", "torch")))
 def test_gradient_agrees_with_jax(backends: dict[str, Any], case: OpCase, name: str) -> None:
     expected = evaluated(backends, case, "jax").grads[0]
     for g, e in zip(evaluated(backends, case, name).grads[0], expected, strict=True):
@@ -171,7 +176,8 @@ def test_gradient_agrees_with_jax(backends: dict[str, Any], case: OpCase, name: 
                                    atol=BACKEND_RTOL * max(1.0, float(np.max(np.abs(e)))))
 
 
-@pytest.mark.parametrize(("case", "name"), [marked(n, c) for c in CASES for n in ("jax", "torch")])
+@pytest.mark.parametrize(("case", "name"),
+                         every(("numpy", "jax", "torch")))
 def test_hessian_vector_product_matches_finite_differences(backends: dict[str, Any],
                                                            case: OpCase, name: str) -> None:
     be, inputs = backend(backends, name), inputs_of(case)
@@ -221,11 +227,11 @@ def test_kinks_have_the_documented_subgradient(backends: dict[str, Any], name: s
                                atol=0)
 
 
-PIECEWISE_CONSTANT = [op.name for op in ops.MAIN if op.note.startswith("piecewise constant")]
+PIECEWISE_CONSTANT = [op.name for op in ops.MAIN
+                      if not op.differentiable and op.note.startswith("piecewise constant")]
 
 
-@pytest.mark.parametrize("name", [pytest.param("numpy", marks=pytest.mark.xfail(
-    strict=True, reason=NUMPY_VJP)), "jax", "torch"])
+@pytest.mark.parametrize("name", ["numpy", "jax", "torch"])
 @pytest.mark.parametrize("op", [*PIECEWISE_CONSTANT, "floor_divide"])
 def test_piecewise_constant_functions_have_zero_gradient(backends: dict[str, Any], name: str,
                                                          op: str) -> None:
