@@ -162,7 +162,8 @@ def test_grid_defaults_and_normalisation() -> None:
                                     settings={"timing": {"sizes": "1e2,2000", "repeats": "7"}},
                                     text=True)
     assert grid.experiments == tuple(loader.builtin_names())
-    assert loader.builtin_names() == ["linalg", "regression", "bayes", "mlp_gradients", "timing"]
+    assert loader.builtin_names() == ["linalg", "regression", "bayes", "mlp_gradients", "newton",
+                                     "timing"]
     assert {"numpy", "jax", "torch"} <= set(grid.backends)
     assert grid.devices == ("cpu",) and grid.dtypes == ("float64",)
     assert grid.settings["timing"]["sizes"] == [100, 2000]

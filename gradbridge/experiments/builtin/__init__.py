@@ -5,4 +5,4 @@ a built-in means adding a module here (and its name to ``ORDER`` to place it in 
 grid's order, cheap ones first).
 """
 
-ORDER = ("linalg", "regression", "bayes", "mlp_gradients", "timing")
+ORDER = ("linalg", "regression", "bayes", "mlp_gradients", "newton", "timing")
