@@ -24,6 +24,22 @@ Draw = Callable[[np.random.Generator], np.ndarray]
 Call = Callable[..., Any]
 
 
+def finite_difference(fn: Callable[..., Any], args: list[np.ndarray], i: int,
+                      h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar ``fn(*args)`` with respect to ``args[i]``, entrywise
+    (step ``h``: truncation ~h**2 and rounding ~1e-16 / h balance near 1e-10 in float64)."""
+    x = np.array(args[i], dtype=np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        shifted = []
+        for step in (h, -h):
+            moved = x.copy()
+            moved[index] += step
+            shifted.append(float(fn(*args[:i], moved, *args[i + 1:])))
+        grad[index] = (shifted[0] - shifted[1]) / (2 * h)
+    return grad
+
+
 # ------------------------------------------------------------------------- input domains
 
 

@@ -16,34 +16,18 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import BACKENDS, REQUIRED, tolerance
+from op_cases import Draw, away_from_zero, normal, uniform
 
 import gradbridge as gb
 from gradbridge.core.backend import Backend
 
 Array = Any
-Draw = Callable[[np.random.Generator], np.ndarray]
 
 # Central differences in float64 with step H: the truncation error is ~H**2/6 * |f'''| and the
 # rounding error ~1e-16 * |f| / H, both ~1e-10 for these O(1) functions; FD_RTOL = 1e-6 leaves
 # room for larger third derivatives while still catching any real mistake (those are O(1)).
 H = 1e-5
 FD_RTOL = 1e-6
-
-
-# ------------------------------------------------------------------- input domains
-
-
-def normal(*shape: int) -> Draw:
-    return lambda rng: rng.standard_normal(shape)
-
-
-def uniform(low: float, high: float, *shape: int) -> Draw:
-    return lambda rng: rng.uniform(low, high, shape)
-
-
-def away_from_zero(*shape: int) -> Draw:
-    """|x| in [0.5, 2) with random sign: safe divisors, no kink of abs/max(x, 0) nearby."""
-    return lambda rng: rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
 
 
 def weighted(be: Backend, y: Array) -> Array:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import finite_difference
 
 import gradbridge as gb
 from gradbridge.backends.numpy import NumpyBackend
@@ -32,20 +33,6 @@ FD_ATOL = 1e-8
 # Typed as the protocol, as users hold backends (get_backend returns a Backend)
 be: Backend = gb.get_backend("numpy", device="cpu", dtype="float64")
 be32: Backend = gb.get_backend("numpy", device="cpu", dtype="float32")
-
-
-def finite_difference(fn: Callable[..., Any], args: list[np.ndarray], i: int) -> np.ndarray:
-    """Central differences of the scalar ``fn(*args)`` with respect to ``args[i]``, entrywise."""
-    x = np.array(args[i], dtype=np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        shifted = []
-        for step in (H, -H):
-            moved = x.copy()
-            moved[index] += step
-            shifted.append(float(fn(*args[:i], moved, *args[i + 1:])))
-        grad[index] = (shifted[0] - shifted[1]) / (2 * H)
-    return grad
 
 
 def check_against_finite_differences(op: Callable[..., Any], args: list[np.ndarray]) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import finite_difference
 
 import gradbridge as gb
 from gradbridge.core import ops
@@ -195,20 +196,6 @@ def weighted_sum(op: Callable[..., Any], args: list[np.ndarray]) -> Callable[...
     """``sum(op(*xs) * c)`` for a fixed random ``c``: every output entry counts."""
     weights = np.random.default_rng(7).uniform(0.5, 1.5, np.shape(op(*args)))
     return lambda *xs: be.sum(op(*xs) * weights)
-
-
-def finite_difference(fn: Callable[..., Any], args: list[np.ndarray], i: int) -> np.ndarray:
-    """Central differences of the scalar ``fn(*args)`` with respect to ``args[i]``, entrywise."""
-    x = np.array(args[i], dtype=np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        shifted = []
-        for step in (H, -H):
-            moved = x.copy()
-            moved[index] += step
-            shifted.append(float(fn(*args[:i], moved, *args[i + 1:])))
-        grad[index] = (shifted[0] - shifted[1]) / (2 * H)
-    return grad
 
 
 def test_every_differentiable_function_has_a_case() -> None:
