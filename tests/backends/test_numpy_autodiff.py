@@ -26,7 +26,6 @@ from gradbridge.backends.numpy import NumpyBackend
 from gradbridge.backends.numpy.autodiff import Tracer
 from gradbridge.core.backend import Backend, DeviceNotAvailable, InvalidArgument, NotDifferentiable
 
-H = 1e-6
 FD_RTOL = 1e-6
 FD_ATOL = 1e-8
 

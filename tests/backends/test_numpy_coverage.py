@@ -27,7 +27,7 @@ from gradbridge.core.backend import Backend, NotDifferentiable
 
 be: Backend = gb.get_backend("numpy", device="cpu", dtype="float64")
 la = be.linalg
-H, H2 = 1e-6, 1e-5
+H2 = 1e-5  # second order; first order uses op_cases.finite_difference (H = 1e-6)
 
 
 def normal(*shape: int, seed: int = 0) -> np.ndarray:
