@@ -225,8 +225,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         make_trainer(name, *make_data(PRIME_N[job["workload"]], job["dtype"]), device)(2)
     x, y = make_data(job["n"], job["dtype"])
     gc.collect()
-    rss_before = machine.rss_bytes()
     peak_resettable = machine.reset_peak_rss()
+    rss_before = machine.rss_bytes()  # after the reset: the peak from here on is >= it
     trainer = make_trainer(name, x, y, device)
 
     tic = time.perf_counter()

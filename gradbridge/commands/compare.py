@@ -35,10 +35,10 @@ def add_parser(sub: Any) -> None:
     grid.add_argument("--dtypes", metavar="LIST", help="float32, float64 or both (default both)")
     grid.add_argument("--experiments", metavar="LIST",
                       help="comma-separated built-in names and your own experiments, e.g. "
-                           "my_file.py:newton,pkg.module:fn (default: every built-in one)")
+                           "my_file.py:spring,pkg.module:fn (default: every built-in one)")
     grid.add_argument("--set", dest="settings", action="append", default=[],
                       metavar="NAME.KEY=VALUE",
-                      help="a setting of an experiment, e.g. --set newton.steps=20 (repeatable;"
+                      help="a setting of an experiment, e.g. --set spring.steps=20 (repeatable;"
                            " lists as 1,2,3)")
     add_output_options(parser)
     parser.set_defaults(run=run)
