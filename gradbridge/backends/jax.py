@@ -129,6 +129,9 @@ class JaxBackend(BackendBase):
     """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
     jits whole chunks of epochs (elsewhere it jits the step and loops in Python)."""
     jit_needs_warm_up: ClassVar[bool] = True
+    data_parallel: ClassVar[bool] = True
+    """``fit(..., parallel="data")`` shards batches over this platform's devices
+    (backends/jax_parallel.py)."""
     notes: ClassVar[tuple[str, ...]] = (
         "JAX's x64 mode is turned on for the process when the first JAX backend is made, so "
         "float64 is float64 everywhere (GRADBRIDGE_JAX_X64=scoped limits it to gradbridge's "
@@ -284,13 +287,28 @@ class JaxBackend(BackendBase):
         """lax.scan over ``step(carry) -> (carry, y)``; floating carries take the backend dtype.
 
         lax.scan needs the carry's dtypes to stay fixed, so a host float64 start value in a
-        float32 backend (or the reverse) is converted first rather than rejected.
+        float32 backend (or the reverse) is converted first rather than rejected. JAX arrays
+        keep their placement (a carry replicated over a mesh stays so) and host numbers take
+        none.
         """
-        return jax.lax.scan(lambda c, _: step(c), tree_map(self.from_host, carry), None,
+        return jax.lax.scan(lambda c, _: step(c), tree_map(self._carry_start, carry), None,
                             length=length)
+
+    def _carry_start(self, leaf: Any) -> Array:
+        """A carry leaf with the backend's float dtype; host numbers stay uncommitted, so that
+        inside a program sharded over a mesh they pin nothing to one device."""
+        value = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
+        return jnp.asarray(value, dtype=self._dtype if jnp.issubdtype(value.dtype, jnp.floating)
+                           else None)
 
     def synchronize(self) -> None:
         jax.effects_barrier()
+
+    def data_parallel_engine(self) -> Any:
+        """The mesh over every device of this backend's platform (backends/jax_parallel.py)."""
+        from gradbridge.backends import jax_parallel
+
+        return jax_parallel.engine(self._device.platform)
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """A block in which plain JAX code (operators included) computes in the backend's dtype.
