@@ -11,6 +11,7 @@ seconds) bounds how long a rank waits for one that has failed.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
 import os
@@ -86,6 +87,7 @@ def engine(device: torch.device) -> TorchDataParallel:
         _check_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=_timeout()))
+        atexit.register(_leave)
     return _engine(str(device))
 
 
@@ -95,6 +97,13 @@ def _engine(device: str) -> TorchDataParallel:
     devices: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(devices, device)
     return TorchDataParallel(dist.get_rank(), dist.get_world_size(), tuple(devices))
+
+
+def _leave() -> None:
+    """Leave the group at exit: a gloo group torn down with the interpreter aborts the process
+    (``terminate called without an active exception``) and so fails the job."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _check_device(device: torch.device) -> None:
