@@ -134,6 +134,15 @@ def test_train_cli_under_launch_prints_once_and_equals_one_process() -> None:
     assert (two["processes"], two["world_size"]) == (2, 2)
 
 
+def test_unknown_parallel_flag_lists_the_valid_values(capsys: pytest.CaptureFixture[str]) -> None:
+    from gradbridge.cli import main
+
+    assert main(["train", "--backend", "numpy", "--parallel", "model", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "parallel='model' is not valid; expected one of 'data'" in captured.err
+
+
 def test_torch_without_a_launcher_says_how_to_launch() -> None:
     done = subprocess.run([sys.executable, "-m", "gradbridge", "train", "--backend", "torch",
                            "--parallel", "data"], env=_env(), capture_output=True, text=True,

@@ -64,6 +64,16 @@ def test_single_device_history_records_one_device_one_process() -> None:
     assert (history.devices, history.processes, history.world_size) == (["cpu"], 1, 1)
 
 
+def test_jax_in_this_process_is_a_mesh_of_its_one_device() -> None:
+    pytest.importorskip("jax")
+    be = gb.get_backend("jax", dtype="float64")
+    runs = [gb.fit(gb.models.linear1d, "mse", {"w": 0.0, "b": 0.0}, X, Y, backend=be,
+                   epochs=3, batch_size=8, parallel=mode) for mode in (None, "data")]
+    # one shard: the same program up to a sharding annotation, so float64 rounding at most
+    np.testing.assert_allclose(runs[1].losses, runs[0].losses, rtol=1e-12)
+    assert (runs[1].devices, runs[1].processes, runs[1].world_size) == (["cpu:0"], 1, 1)
+
+
 JAX_SCRIPT = """
 import json, sys
 import numpy as np
