@@ -19,9 +19,9 @@ float64 (``GRADBRIDGE_JAX_X64``)
     logs a warning when a float64 backend is made.
 
 Devices
-    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``from_host``,
-    ``zeros``, ``ones`` and ``full`` are committed to the backend's device; operations and
-    compiled functions run where their inputs live.
+    'cpu' (this process's host device), and 'cuda:N' for the N-th of ``jax.devices('gpu')``.
+    Arrays made by ``from_host``, ``zeros``, ``ones`` and ``full`` are committed to the
+    backend's device; operations and compiled functions run where their inputs live.
 
 Subgradients
     ``maximum``/``minimum`` give the whole gradient at a tie to the first argument (``jnp.maximum``
@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp as jax_logsumexp
 
+from gradbridge.backends import jax_parallel
 from gradbridge.core import ops
 from gradbridge.core.backend import (
     PYTHON_NUMBERS,
@@ -88,6 +89,7 @@ LOG = logging.getLogger("gradbridge.jax")
 X64_VARIABLE = "GRADBRIDGE_JAX_X64"
 X64_MODES = ("process", "scoped")
 
+jax_parallel.join_launched_job()  # under gradbridge launch; before JAX starts (the next line)
 JAX_ARRAY: type = type(jnp.zeros(()))
 NATIVE: set[type] = {JAX_ARRAY, np.ndarray, float, int, bool}
 """Argument types that pass the foreign-array check at once (JaxBackend joins below); host
@@ -141,7 +143,7 @@ class JaxBackend(BackendBase):
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         super().__init__(device, dtype)
-        self._device = (jax.devices("cpu")[0] if self.device == "cpu"
+        self._device = (jax.local_devices(backend="cpu")[0] if self.device == "cpu"
                         else _gpus()[int(self.device.removeprefix("cuda:"))])
         self.x64_mode = x64_mode()
         scoped = self.x64_mode == "scoped" and self.dtype == "float64"
@@ -306,8 +308,6 @@ class JaxBackend(BackendBase):
 
     def data_parallel_engine(self) -> Any:
         """The mesh over every device of this backend's platform (backends/jax_parallel.py)."""
-        from gradbridge.backends import jax_parallel
-
         return jax_parallel.engine(self._device.platform)
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:

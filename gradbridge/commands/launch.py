@@ -9,6 +9,7 @@ When one process fails, torchrun stops the others and this exits with its non-ze
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
                str(args.nproc), "--master-addr", LOOPBACK, "--master-port", str(port),
                *module, "--", args.script, *args.args]  # after --, all is the script's
-    status = subprocess.run(command, check=False).returncode
+    env = {**os.environ, "GRADBRIDGE_JAX_DISTRIBUTED": "1"}  # JAX joins the job too
+    status = subprocess.run(command, env=env, check=False).returncode
     if status:
         print(f"error: the job failed (exit status {status}); the failing rank's error is "
               "above", file=sys.stderr)

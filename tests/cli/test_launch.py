@@ -1,6 +1,6 @@
-"""PyTorch data parallelism in real processes on loopback: two gloo ranks started by
-``torch.distributed.run`` against one process, a rank that fails, and ``gradbridge launch``
-with ``gradbridge train --parallel data``.
+"""Data parallelism in real processes on loopback: two PyTorch gloo ranks started by
+``torch.distributed.run`` against one process, two JAX processes (``jax.distributed``) under
+``gradbridge launch``, a rank that fails, and ``gradbridge train --parallel data``.
 
 Everything runs in subprocesses, so no process group or launcher variable reaches this test
 process. The reference is the same fit in one process (tests/core/test_train* check that one
@@ -39,7 +39,7 @@ def fail(info):
     if os.environ.get("RANK") == "1" and info.epoch == fail_at:
         raise RuntimeError("rank 1 gives up on purpose")
 
-be = gb.get_backend("torch", dtype="float64")
+be = gb.get_backend(os.environ.get("TEST_BACKEND", "torch"), dtype="float64")
 out = {}
 for batch_size in (None, 6):  # full batch (12 + 11 rows); 6, 6, 6, 5 (3 + 3, ..., 3 + 2)
     h = gb.fit(gb.models.linear, "mse", start, x, y, backend=be, epochs=5, lr=0.05,
@@ -96,6 +96,31 @@ def test_two_gloo_ranks_equal_one_process(runs: dict[str, Any], batch_size: str)
         assert (two["devices"], two["processes"], two["world_size"]) == (["cpu", "cpu"], 2, 2)
     assert runs["0"][batch_size] == runs["1"][batch_size]  # every rank: the same History
     assert (one["devices"], one["processes"], one["world_size"]) == (["cpu"], 1, 1)
+
+
+def test_jax_two_processes_under_launch_equal_one(tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    script = tmp_path / "train_mine.py"
+    script.write_text(SCRIPT)
+    env = _env(TEST_BACKEND="jax", JAX_PLATFORMS="cpu")
+    alone = subprocess.run([sys.executable, str(script), "", str(tmp_path)], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    launched = subprocess.run(
+        [sys.executable, "-m", "gradbridge", "launch", "--nproc", "2", str(script), "data",
+         str(tmp_path)], env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert alone.returncode == 0 and launched.returncode == 0, launched.stderr
+    runs = {name: json.loads((tmp_path / f"rank{name}.json").read_text())
+            for name in ("alone", "0", "1")}
+    for batch_size in ("None", "6"):
+        one = runs["alone"][batch_size]
+        for rank in ("0", "1"):
+            two = runs[rank][batch_size]
+            # float64, XLA's sums split over two processes (gloo): rounding only
+            for key in ("losses", "w", "b", "final_loss"):
+                np.testing.assert_allclose(two[key], one[key], rtol=1e-12, atol=1e-14)
+            assert (two["processes"], two["world_size"]) == (2, 2)
+            assert len(two["devices"]) == 2
+        assert runs["0"][batch_size] == runs["1"][batch_size]  # the same History everywhere
 
 
 def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
