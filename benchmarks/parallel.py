@@ -1,7 +1,9 @@
 """Scaling of ``fit(..., parallel="data")``: time per epoch of the MLP mini-batch workload
-against the number of JAX devices (one process) and PyTorch processes (gradbridge launch).
+against the number of JAX devices (one process), JAX processes and PyTorch processes (the
+latter two through gradbridge launch).
 
     PYTHONPATH=. python benchmarks/parallel.py                      # 1, 2, 4 on cpu
+    PYTHONPATH=. python benchmarks/parallel.py --frameworks jax-processes
     PYTHONPATH=. python benchmarks/parallel.py --workers 1,2 --device cuda
 
 Each count runs in a fresh process (XLA's host-device flag and process groups cannot change
@@ -65,16 +67,18 @@ def measure(framework: str, workers: int, args: argparse.Namespace) -> dict[str,
     if framework == "torch":
         env["OMP_NUM_THREADS"] = str(args.torch_threads)
     parallel = "data" if workers > 1 else ""
+    launched = framework in ("torch", "jax-processes") and workers > 1
     with tempfile.TemporaryDirectory() as scratch:
         out = str(Path(scratch) / "row.json")
-        job = [__file__, "--worker", framework, "--device", args.device, "--n", str(args.n),
+        job = [__file__, "--worker", framework.removesuffix("-processes"), "--device",
+               args.device, "--n", str(args.n),
                "--epochs", str(args.epochs), "--repeats", str(args.repeats),
                "--parallel", parallel, "--row", out]
         if framework == "jax" and args.device == "cpu":
             env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={workers}"
         elif framework == "jax":  # the mesh spans every visible GPU: show it ``workers``
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(workers)))
-        if framework == "torch" and workers > 1:
+        if launched:
             command = [sys.executable, "-m", "gradbridge", "launch", "--nproc", str(workers),
                        *job]
         else:
@@ -122,7 +126,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--frameworks", default="jax,torch")
+    parser.add_argument("--frameworks", default="jax,torch",
+                        help="jax (devices of one process), jax-processes, torch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=3)

@@ -2,7 +2,9 @@
 
 A thin wrapper of ``python -m torch.distributed.run`` on this machine: N processes, a free
 loopback port for their rendezvous, and the launcher's environment (RANK, WORLD_SIZE,
-MASTER_ADDR, MASTER_PORT, LOCAL_RANK) in which ``fit(..., parallel="data")`` joins the job.
+MASTER_ADDR, MASTER_PORT, LOCAL_RANK) in which ``fit(..., parallel="data")`` joins the job:
+PyTorch through ``torch.distributed``, JAX through ``jax.distributed`` (asked for by
+``GRADBRIDGE_JAX_DISTRIBUTED=1``, which only this command sets).
 When one process fails, torchrun stops the others and this exits with its non-zero status.
 """
 
