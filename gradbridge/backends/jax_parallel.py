@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradbridge.core.backend import Array
+from gradbridge.core.backend import Array, InvalidArgument
 
 AXIS = "batch"
 DISTRIBUTED_VARIABLE = "GRADBRIDGE_JAX_DISTRIBUTED"
@@ -90,7 +90,18 @@ def join_launched_job() -> None:
                                int(os.environ["RANK"]))
 
 
-@functools.cache
 def engine(platform: str) -> JaxDataParallel:
-    """The engine over every device of ``platform`` ('cpu' or 'gpu'), one per process."""
+    """The engine over every device of ``platform`` ('cpu' or 'gpu') of every process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > jax.process_count():
+        raise InvalidArgument(
+            f"this process is one of WORLD_SIZE={world} started by a launcher, but JAX did not "
+            "join them (only gradbridge launch starts jax.distributed): run it with "
+            "'gradbridge launch --nproc N script.py', or as one process over its devices")
+    return _engine(platform)
+
+
+@functools.cache
+def _engine(platform: str) -> JaxDataParallel:
+    """One engine per platform, so programs built on it are kept across fits."""
     return JaxDataParallel(Mesh(np.array(jax.devices(platform)), (AXIS,)))

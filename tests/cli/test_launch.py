@@ -123,6 +123,18 @@ def test_jax_two_processes_under_launch_equal_one(tmp_path: Path) -> None:
         assert runs["0"][batch_size] == runs["1"][batch_size]  # the same History everywhere
 
 
+def test_jax_under_plain_torchrun_says_to_use_gradbridge_launch() -> None:
+    pytest.importorskip("jax")
+    # the launcher's variables without GRADBRIDGE_JAX_DISTRIBUTED: what torchrun gives a rank
+    env = {**_env(JAX_PLATFORMS="cpu"), "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    done = subprocess.run([sys.executable, "-m", "gradbridge", "train", "--backend", "jax",
+                           "--parallel", "data"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert "only gradbridge launch starts jax.distributed" in done.stderr
+
+
 def test_a_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
     script = tmp_path / "train_mine.py"
     script.write_text(SCRIPT)
