@@ -3,11 +3,12 @@
     make gpu-check                     # PYTHONPATH=. python3 benchmarks/gpu_check.py
     python3 benchmarks/gpu_check.py --out DIR --budget 480
 
-Three steps, each with its share of the time budget (8 minutes in all by default), each
+Four steps, each with its share of the time budget (8 minutes in all by default), each
 recorded whether it passes or not: the ``gpu``-marked tests and the ``gb_backend`` cases on
 ``cuda``; ``gradbridge compare`` for torch and JAX on ``cpu`` and ``cuda`` with ``--check``;
 the benchmark suite's gradbridge and hand-written JAX and PyTorch rows on ``cuda``, full-batch
-regression and the mini-batch pairs (softmax regression, MLP) with their target ratios. Needs no
+regression and the mini-batch pairs (softmax regression, MLP) with their target ratios;
+``benchmarks/parallel.py`` on ``cuda`` (the MLP over 1 and all GPUs, ``parallel="data"``). Needs no
 install (``PYTHONPATH=.``), only the frameworks. Writes ``docs/results/gpu-<device-name>/``:
 ``summary.md`` (what ran, pass or fail, the machine), the logs, the comparison's
 ``report.md``/``results.json``/``manifest.json`` and the benchmark's ``bench.json``/``bench.md``.
@@ -35,7 +36,7 @@ BENCH_CONTESTANTS = "gradbridge-jax,jax-scan,jax-jit,gradbridge-torch,torch-auto
 softmax and MLP pairs (jax-jit), each against the hand-written code its target is set by."""
 REQUIRED_MODULES = ("array_api_compat",)
 """Pure-Python dependencies that a bare GPU machine may lack (PYTHONPATH=. installs nothing)."""
-SHARES = {"tests": 0.4, "compare": 0.3, "bench": 0.3}
+SHARES = {"tests": 0.35, "compare": 0.25, "bench": 0.25, "parallel": 0.15}
 """Fractions of the budget each step may take before it is stopped (and recorded as such)."""
 
 
@@ -54,6 +55,16 @@ def gpu_name() -> str | None:
         return str(jax.devices("gpu")[0].device_kind)
     except (ImportError, RuntimeError, IndexError):
         return None
+
+
+def gpu_count() -> int:
+    """How many CUDA devices PyTorch sees (the data-parallel row runs over all of them)."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except ImportError:
+        return 1
 
 
 def slug(name: str) -> str:
@@ -81,7 +92,7 @@ def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict[s
 
 
 def steps(out: Path, budget: float, scratch: Path) -> list[dict[str, Any]]:
-    """The three checks, in order; each keeps its own share of the budget."""
+    """The four checks, in order; each keeps its own share of the budget."""
     python = sys.executable
     tests = [python, "-m", "pytest", "-m", "gpu or gradbridge_cuda", "-q", "-p",
              "no:cacheprovider", "tests"]
@@ -105,6 +116,16 @@ def steps(out: Path, budget: float, scratch: Path) -> list[dict[str, Any]]:
     for found, name in ((bench_json, "bench.json"), (bench_json.with_suffix(".md"), "bench.md")):
         if found.is_file():
             shutil.copy(found, out / name)
+    parallel_json = scratch / "parallel.json"
+    workers = ",".join(sorted({"1", str(gpu_count())}, key=int))
+    records.append(run_step(
+        "data parallel", [python, "benchmarks/parallel.py", "--device", "cuda", "--workers",
+                          workers, "--out", str(parallel_json)],
+        out / "parallel.log", budget * SHARES["parallel"]))
+    for found, name in ((parallel_json.with_suffix(".md"), "parallel.md"),
+                        (parallel_json.with_suffix(".png"), "parallel.png")):
+        if found.is_file():
+            shutil.copy(found, out / name)
     return records
 
 
@@ -125,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder "
                         "(default docs/results/gpu-<device-name>/)")
     parser.add_argument("--budget", type=float, default=480.0,
-                        help="seconds for all three steps together (default 480)")
+                        help="seconds for all four steps together (default 480)")
     args = parser.parse_args(argv)
     missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
     if missing:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from gradbridge.core.backend import GradbridgeError
 
-COMMANDS = ("backends", "train", "bayes", "compare", "run")
+COMMANDS = ("backends", "train", "bayes", "compare", "run", "launch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,9 +19,9 @@ float64 (``GRADBRIDGE_JAX_X64``)
     logs a warning when a float64 backend is made.
 
 Devices
-    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``from_host``,
-    ``zeros``, ``ones`` and ``full`` are committed to the backend's device; operations and
-    compiled functions run where their inputs live.
+    'cpu' (this process's host device), and 'cuda:N' for the N-th of ``jax.devices('gpu')``.
+    Arrays made by ``from_host``, ``zeros``, ``ones`` and ``full`` are committed to the
+    backend's device; operations and compiled functions run where their inputs live.
 
 Subgradients
     ``maximum``/``minimum`` give the whole gradient at a tie to the first argument (``jnp.maximum``
@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp as jax_logsumexp
 
+from gradbridge.backends import jax_parallel
 from gradbridge.core import ops
 from gradbridge.core.backend import (
     PYTHON_NUMBERS,
@@ -89,6 +90,7 @@ LOG = logging.getLogger("gradbridge.jax")
 X64_VARIABLE = "GRADBRIDGE_JAX_X64"
 X64_MODES = ("process", "scoped")
 
+jax_parallel.join_launched_job()  # under gradbridge launch; before JAX starts (the next line)
 JAX_ARRAY: type = type(jnp.zeros(()))
 NATIVE: set[type] = {JAX_ARRAY, np.ndarray, float, int, bool}
 """Argument types that pass the foreign-array check at once (JaxBackend joins below); host
@@ -164,6 +166,9 @@ class JaxBackend(BackendBase):
     """``scan`` is lax.scan: under ``jit`` a whole loop compiles into one program, so ``fit``
     jits whole chunks of epochs (elsewhere it jits the step and loops in Python)."""
     jit_needs_warm_up: ClassVar[bool] = True
+    data_parallel: ClassVar[bool] = True
+    """``fit(..., parallel="data")`` shards batches over this platform's devices
+    (backends/jax_parallel.py)."""
     notes: ClassVar[tuple[str, ...]] = (
         "JAX's x64 mode is turned on for the process when the first JAX backend is made, so "
         "float64 is float64 everywhere (GRADBRIDGE_JAX_X64=scoped limits it to gradbridge's "
@@ -173,7 +178,7 @@ class JaxBackend(BackendBase):
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         super().__init__(device, dtype)
-        self._device = (jax.devices("cpu")[0] if self.device == "cpu"
+        self._device = (jax.local_devices(backend="cpu")[0] if self.device == "cpu"
                         else _gpus()[int(self.device.removeprefix("cuda:"))])
         self.x64_mode = x64_mode()
         scoped = self.x64_mode == "scoped" and self.dtype == "float64"
@@ -321,13 +326,26 @@ class JaxBackend(BackendBase):
         """lax.scan over ``step(carry) -> (carry, y)``; floating carries take the backend dtype.
 
         lax.scan needs the carry's dtypes to stay fixed, so a host float64 start value in a
-        float32 backend (or the reverse) is converted first rather than rejected.
+        float32 backend (or the reverse) is converted first rather than rejected. JAX arrays
+        keep their placement (a carry replicated over a mesh stays so) and host numbers take
+        none.
         """
-        return jax.lax.scan(lambda c, _: step(c), tree_map(self.from_host, carry), None,
+        return jax.lax.scan(lambda c, _: step(c), tree_map(self._carry_start, carry), None,
                             length=length)
+
+    def _carry_start(self, leaf: Any) -> Array:
+        """A carry leaf with the backend's float dtype; host numbers stay uncommitted, so that
+        inside a program sharded over a mesh they pin nothing to one device."""
+        value = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
+        return jnp.asarray(value, dtype=self._dtype if jnp.issubdtype(value.dtype, jnp.floating)
+                           else None)
 
     def synchronize(self) -> None:
         jax.effects_barrier()
+
+    def data_parallel_engine(self) -> Any:
+        """The mesh over every device of this backend's platform (backends/jax_parallel.py)."""
+        return jax_parallel.engine(self._device.platform)
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """A block in which plain JAX code (operators included) computes in the backend's dtype.

@@ -144,6 +144,9 @@ class TorchBackend(BackendBase):
 
     name: ClassVar[str] = "torch"
     xp: ClassVar[Any] = array_api_compat.torch
+    data_parallel: ClassVar[bool] = True
+    """``fit(..., parallel="data")`` runs one process per device under a launcher
+    (backends/torch_parallel.py)."""
     notes: ClassVar[tuple[str, ...]] = (
         f"jit is eager unless {COMPILE_ENV}=1 is set when the backend is built",
         "on CUDA, float64 or parity=True turns TF32 off for the whole process",
@@ -449,6 +452,12 @@ class TorchBackend(BackendBase):
     def synchronize(self) -> None:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
+
+    def data_parallel_engine(self) -> Any:
+        """This launched process's share of the job (backends/torch_parallel.py)."""
+        from gradbridge.backends import torch_parallel
+
+        return torch_parallel.engine(self._device)
 
 
 NATIVE.add(TorchBackend)  # methods see the backend itself as their first argument

@@ -27,6 +27,9 @@ def add_parser(sub: Any) -> None:
                         help="fit a linear model to this CSV (last column is the target)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="mini-batch size (default: the full batch, as the tutorial)")
+    parser.add_argument("--parallel", metavar="data", default=None,
+                        help="split every batch over devices (jax) or launched processes "
+                             "(torch, under gradbridge launch or torchrun)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -36,18 +39,21 @@ def run(args: argparse.Namespace) -> int:
     from gradbridge.core import data, losses, models
     from gradbridge.core.backend import invalid
     from gradbridge.core.callbacks import log_every
+    from gradbridge.core.parallel import is_main_process
     from gradbridge.core.train import fit
     from gradbridge.experiments.seed import SEED, run_regression
 
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
     # The tutorial prints every 10 of its 50 epochs; longer runs print about 5 lines.
     every = max(SEED["log_every"], args.epochs // 5)
-    callbacks = () if args.json else (log_every(every),)
+    main = is_main_process()  # under a launcher only rank 0 prints
+    callbacks = () if args.json or not main else (log_every(every),)
     if args.data is None:
         n = 100 if args.n is None else data.check_count("--n", args.n)
         data.check_sample_memory("--n", n, 2)  # before the tutorial's x and y are drawn
         history = run_regression(be, epochs=args.epochs, lr=args.lr, n=n, seed=args.seed,
-                                 batch_size=args.batch_size, callbacks=callbacks)
+                                 batch_size=args.batch_size, callbacks=callbacks,
+                                 parallel=args.parallel)
         w: Any = float(history.params["w"])
     else:
         if args.n is not None:
@@ -55,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
         x, y = data.load_csv(args.data)
         history = fit(models.linear, losses.mse, models.init_linear(x.shape[1]), x, y,
                       backend=be, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, callbacks=callbacks)
+                      seed=args.seed, callbacks=callbacks, parallel=args.parallel)
         w = [float(v) for v in history.params["w"]]
     b = float(history.params["b"])
+    if not main:
+        return 0
     timing = {"compile_s": history.compile_s, "run_s": history.run_s,
               "per_epoch_s": history.per_epoch_s}
     if args.json:
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             "backend": history.backend, "device": history.device, "dtype": history.dtype,
             "epochs": history.epochs, "params": {"w": w, "b": b}, "losses": history.losses,
             "final_loss": history.final_loss, "timing": timing,
+            "devices": history.devices, "processes": history.processes,
+            "world_size": history.world_size,
         }))
         return 0
     if isinstance(w, float):

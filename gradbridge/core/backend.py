@@ -361,6 +361,9 @@ class Capabilities:
     jit_needs_warm_up: bool = False
     """The first call of a ``jit``-ed function per signature traces or compiles (JAX, NumPy's
     trace-and-replay, torch.compile), so timed code calls it once beforehand."""
+    data_parallel: bool = False
+    """``fit(..., parallel="data")`` works: the backend builds a data-parallel engine
+    (``data_parallel_engine()``, see core/parallel.py) on its framework's distributed engine."""
     supports_float64: bool = True
     version: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -524,7 +527,8 @@ class BackendBase:
     has_jit: ClassVar[bool] = False
     compiled_scan: ClassVar[bool] = False
     jit_needs_warm_up: ClassVar[bool] = False
-    """These three become the same-named :class:`Capabilities` fields."""
+    data_parallel: ClassVar[bool] = False
+    """These four become the same-named :class:`Capabilities` fields."""
     notes: ClassVar[tuple[str, ...]] = ()
     xp: ClassVar[Any] = None
     """The framework's Array API namespace the operations are bound from (bind_namespace)."""
@@ -649,6 +653,7 @@ class BackendBase:
         return Capabilities(devices=tuple(self.available_devices()), has_jit=self.has_jit,
                             compiled_scan=self.compiled_scan,
                             jit_needs_warm_up=self.jit_needs_warm_up,
+                            data_parallel=self.data_parallel,
                             version=self.framework_version(), notes=self.notes)
 
     def __repr__(self) -> str:

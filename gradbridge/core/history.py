@@ -20,6 +20,10 @@ class History:
     the same backend, model, loss and optimizer traced it already, or the backend runs eagerly);
     ``run_s`` is the training time after that and ``per_epoch_s = run_s / epochs``. The history a
     TrainingDiverged carries ends at the last finite loss, with the parameters that produced it.
+    ``devices`` lists every device that computed (one per shard), ``processes`` how many
+    processes ran the job and ``world_size`` how many shards each batch was split into: one
+    device and one process for an ordinary run. Under ``parallel="data"`` every process returns
+    the same History, its timings the slowest process's.
     """
 
     losses: list[float]
@@ -33,3 +37,6 @@ class History:
     device: str
     dtype: str
     final_loss: float
+    devices: list[str]
+    processes: int
+    world_size: int

@@ -22,6 +22,10 @@ callbacks the next chunk is launched before the host looks, so on JAX (which dis
 asynchronously) the check overlaps the device's work instead of stalling it. Programs are kept
 across calls for the same backend, model, loss and optimizer, so fitting the same problem again
 does not compile again.
+
+Under ``parallel="data"`` a program is built around an engine (:mod:`gradbridge.core.parallel`):
+the step's ``value_and_grad`` is the engine's, averaged over the shards of each batch, and the
+data, parameters and optimizer state are placed where every shard can read them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from gradbridge.core.history import History
 from gradbridge.core.losses import Loss
 from gradbridge.core.models import Model, Params
 from gradbridge.core.optim import Optimizer
+from gradbridge.core.parallel import Engine, Placement
 
 __all__ = ["MAX_CHUNK", "PROGRAMS_KEPT", "FullBatch", "Loop", "MiniBatch", "Program",
            "Runner", "chunk_lengths", "program"]
@@ -66,19 +71,22 @@ Epoch = Callable[[Carry, Array, Array, Array], tuple[Carry, Array]]
 class Program:
     """The functions ``fit`` runs for one (backend, model, loss, optimizer): the training step,
     the loss on given data, chunks of full-batch epochs and mini-batch epochs, each wrapped in
-    ``be.jit`` once.
+    ``be.jit`` once; with an ``engine``, its gradients are averaged over the shards of a batch.
 
     Kept across ``fit`` calls (see :func:`program`), so training the same problem again, on
     any data, neither traces nor compiles again and runs warm functions from its first epoch.
     """
 
-    def __init__(self, be: Backend, model: Model, loss_fn: Loss, opt: Optimizer) -> None:
-        self.be = be
+    def __init__(self, be: Backend, model: Model, loss_fn: Loss, opt: Optimizer,
+                 engine: Engine | None = None) -> None:
+        self.be, self.engine = be, engine
 
         def objective(p: Params, xb: Array, yb: Array) -> Array:
             return loss_fn(be, model(be, p, xb), yb)
 
         value_and_grad = be.value_and_grad(objective)
+        if engine is not None:
+            value_and_grad = engine.averaged(value_and_grad)
 
         def step(carry: Carry, xb: Array, yb: Array) -> tuple[Carry, Array]:
             params, state = carry
@@ -142,7 +150,7 @@ class Program:
                     inner, value = step(inner, xs[index], ys[index])
                     return (inner, index + 1), value
 
-                (carry, _), values = be.scan(batch_step, (carry, be.asarray(0)), full)
+                (carry, _), values = be.scan(batch_step, (carry, 0), full)
                 if end < order.shape[0]:
                     rows = order[end:]
                     carry, last = step(carry, x[rows], y[rows])
@@ -151,6 +159,10 @@ class Program:
 
             self._epochs[batch_size] = be.jit(self._counted(run_epoch))
         return self._epochs[batch_size]
+
+    def place(self, tree: Any) -> Any:
+        """Backend arrays moved to where the program computes (as they are on one device)."""
+        return tree if self.engine is None else self.engine.place(tree)
 
     def _counted(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn``, adding one to ``traces`` each time its Python body runs."""
@@ -164,20 +176,22 @@ _programs: OrderedDict[tuple[Any, ...], Program] = OrderedDict()
 """The PROGRAMS_KEPT programs used last, most recent last."""
 
 
-def program(be: Backend, model: Model, loss_fn: Loss, opt: Optimizer) -> Program:
-    """The kept program for these four, or a new one kept in place of the least recently used.
+def program(be: Backend, model: Model, loss_fn: Loss, opt: Optimizer,
+            engine: Engine | None = None) -> Program:
+    """The kept program for these four (and engine), or a new one kept in place of the least
+    recently used.
 
     Functions and the built-in optimizers (frozen dataclasses) compare by value or identity; an
     optimizer that cannot be hashed gets a program for this fit only. A kept program refers to
     its model, loss and optimizer (and what they close over) but never to any data.
     """
-    key = (be, model, loss_fn, opt)
+    key = (be, model, loss_fn, opt, engine)
     try:
         kept = _programs.pop(key, None)
     except TypeError:
-        return Program(be, model, loss_fn, opt)
+        return Program(be, model, loss_fn, opt, engine)
     if kept is None:
-        kept = Program(be, model, loss_fn, opt)
+        kept = Program(be, model, loss_fn, opt, engine)
     _programs[key] = kept
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
@@ -199,7 +213,7 @@ class Runner:
 
     def __init__(self, program: Program, x_host: np.ndarray, y_host: np.ndarray) -> None:
         self.program, self.be = program, program.be
-        self.x, self.y = self.be.from_host(x_host), self.be.from_host(y_host)
+        self.x, self.y = program.place((self.be.from_host(x_host), self.be.from_host(y_host)))
 
     def run(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, np.ndarray]:
         """Run epochs first_epoch .. first_epoch + length - 1; their losses in float64."""
@@ -332,9 +346,11 @@ class Loop:
     """The epoch loop around a runner: chunking, timing, callbacks and divergence."""
 
     def __init__(self, be: Backend, runner: Runner, template: Params, epochs: int,
-                 callbacks: Sequence[CallbackLike], max_loss: float, hint: str) -> None:
+                 callbacks: Sequence[CallbackLike], max_loss: float, hint: str,
+                 placement: Placement) -> None:
         self.be, self.runner, self.template, self.epochs = be, runner, template, epochs
         self.callbacks, self.max_loss, self.hint = callbacks, max_loss, hint
+        self.placement = placement
         most = max(1, min(MAX_CHUNK, LOSSES_PER_CHUNK // runner.losses_per_epoch))
         self.lengths = [1] * epochs if callbacks else chunk_lengths(epochs, most)
         self.losses = np.empty(epochs)  # filled chunk by chunk; Python floats once it's over
@@ -430,6 +446,9 @@ class Loop:
                  final_loss: float) -> History:
         be, losses = self.be, self._losses()
         epochs = len(losses)
+        engine = self.runner.program.engine
+        if engine is not None:
+            compile_s, run_s = engine.slowest((compile_s, run_s))
         return History(
             losses=losses,
             params=tree.tree_map(lambda v: np.array(v, dtype=np.float64),
@@ -437,6 +456,8 @@ class Loop:
             epochs=epochs, stopped_early=stopped, compile_s=compile_s, run_s=run_s,
             per_epoch_s=run_s / epochs if epochs else 0.0,
             backend=be.name, device=be.device, dtype=be.dtype, final_loss=final_loss,
+            devices=list(self.placement.devices), processes=self.placement.processes,
+            world_size=self.placement.world_size,
         )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from gradbridge.core import callbacks as callbacks_
 from gradbridge.core import data, losses, optim, tree
+from gradbridge.core import parallel as _parallel
 from gradbridge.core.backend import Backend, InvalidArgument, invalid
 from gradbridge.core.callbacks import (
     Callback,
@@ -45,7 +46,8 @@ BYTES_PER_EPOCH = 96
 def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
         backend: Backend | str | None = None, optimizer: Optimizer | str = "sgd",
         lr: float = 0.1, epochs: int = 50, batch_size: int | None = None, seed: int = 0,
-        callbacks: Sequence[CallbackLike] = (), max_loss: float = 1e12) -> History:
+        callbacks: Sequence[CallbackLike] = (), max_loss: float = 1e12,
+        parallel: str | None = None) -> History:
     """Train ``model`` on host data ``x``, ``y`` by minimizing ``loss``; return its History.
 
     ``params`` is a dict of host arrays or numbers (the starting point, copied). ``optimizer``
@@ -56,6 +58,11 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
     A non-finite loss or one above ``max_loss`` raises TrainingDiverged carrying the history
     up to the last finite loss and the parameters that produced it. A parameter the model reads
     but ``params`` lacks, or a loss history too large for memory, is an InvalidArgument.
+    ``parallel="data"`` splits every batch over the backend's devices or processes and averages
+    the shards' gradients, weighted by their sizes (JAX: this process's devices; PyTorch: the
+    processes of a torchrun or ``gradbridge launch`` job, each given the same data); the losses
+    equal a single-device run to rounding. A loss other than a mean over samples is exact on
+    JAX only (PyTorch averages the shards' losses).
     """
     be = _resolve_backend(backend)
     optim.check_lr(lr)
@@ -72,11 +79,14 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
     x_host, y_host = data.check_xy(x, y, dtype=be.dtype)
     n = x_host.shape[0]
     batch_size = data.check_batch_size(batch_size, n)
+    engine = _parallel.engine(be, parallel)
+    placement = _parallel.single(be) if engine is None else _parallel.Placement.of(engine)
+    _parallel.check_batches(placement, n, batch_size)
     if not callable(model) or not callable(loss_fn):
         raise invalid("model and loss", (model, loss_fn),
                       "functions model(be, params, x) and loss(be, prediction, target)")
     start = _host_params(params)
-    program = _program(be, model, loss_fn, opt)
+    program = _program(be, model, loss_fn, opt, engine)
     largest, sample = data.largest_magnitude(x_host, y_host), x_host[:1].copy()
     runner: Runner
     if batch_size is None or batch_size == n:
@@ -85,11 +95,12 @@ def fit(model: Model, loss: Loss | str, params: Params, x: Any, y: Any, *,
         runner = MiniBatch(program, x_host, y_host, batch_size, seed)
     del x_host, y_host
     callbacks_.begin(callbacks)
-    loop = Loop(be, runner, start, epochs, callbacks, max_loss, _divergence_hint(opt, largest))
+    loop = Loop(be, runner, start, epochs, callbacks, max_loss, _divergence_hint(opt, largest),
+                placement)
     with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
         on_backend = tree.to_backend(be, start)
         try:
-            return loop.run((on_backend, opt.init(be, on_backend)))
+            return loop.run(program.place((on_backend, opt.init(be, on_backend))))
         except KeyError as exc:
             error = _missing_params(be, model, on_backend, sample)
             if error is None:

@@ -40,12 +40,14 @@ def tutorial_data(n: int = 100, seed: int = 42) -> tuple[np.ndarray, np.ndarray]
 
 def run_regression(be: Backend, *, epochs: int = 50, lr: float = 0.1, n: int = 100,
                    seed: int = 42, batch_size: int | None = None,
-                   callbacks: Sequence[CallbackLike] = ()) -> History:
+                   callbacks: Sequence[CallbackLike] = (),
+                   parallel: str | None = None) -> History:
     """Fit the tutorial's line ``w * x + b`` from w = b = 0 by gradient descent on its data."""
     x, y = tutorial_data(n, seed)
     start = {"w": float(SEED["w0"]), "b": float(SEED["b0"])}
     return fit(models.linear1d, losses.mse, start, x, y, backend=be, optimizer="sgd", lr=lr,
-               epochs=epochs, batch_size=batch_size, seed=seed, callbacks=callbacks)
+               epochs=epochs, batch_size=batch_size, seed=seed, callbacks=callbacks,
+               parallel=parallel)
 
 
 def linear_algebra(be: Backend) -> dict[str, Any]:
