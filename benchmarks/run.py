@@ -48,7 +48,7 @@ SOFTMAX_BATCH = 128
 SOFTMAX_LR = 1e-2
 LOGDET_SIZES = [32, 64, 10]
 LOGDET_N, LOGDET_STEPS = 1024, 300
-LOGDET_LR, LOGDET_LAM = 0.5, 1e-2
+LOGDET_LR, LOGDET_LAM = 0.5, 1e-3
 """The log-det MLP: 32-64-10 tanh, full batch, plain gradient descent, penalty weight lam."""
 PRIME_N = {"regression": 100, "memory": 100, "mlp": 2 * MLP_BATCH, "softmax": 2 * SOFTMAX_BATCH}
 """Samples of the tiny run that loads each contestant's framework before memory is measured."""
