@@ -11,7 +11,8 @@ Regression (the tutorial): ``y ~ w * x + b``, mean squared error, full-batch gra
 from ``w = b = 0``. MLP: tanh layers, MSE; softmax regression: one linear layer, mean softmax
 cross-entropy of one-hot targets; both with Adam on mini-batches drawn in one seeded order that
 every contestant shares, so their trajectories agree to rounding. A ragged last batch is one
-step on the rows left over.
+step on the rows left over. Log-det MLP: one tanh layer, softmax cross-entropy and a log-det
+penalty on the first weights, full-batch gradient descent (one step per epoch).
 
 jax and torch are imported inside the factories: importing this module costs only NumPy.
 """
@@ -548,6 +549,125 @@ def torch_softmax(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], l
     return _torch_minibatch(_torch_softmax_loss, x, y, params, lr, batch_size, seed, device)
 
 
+# ---------------------------------------------------------------- log-det MLP
+# One tanh hidden layer, mean softmax cross-entropy of one-hot targets, plus the penalty
+# ``-lam * logdet(W0^T W0 + I)`` on the first layer's weights; full-batch gradient descent, one
+# step per epoch, the loss recorded at each step's starting parameters.
+
+
+def _logdet_mlp_numpy_loss(lam: float) -> NumpyLoss:
+    """The loss and its gradients written out; d logdet(W^T W + I) / dW = 2 W (W^T W + I)^-1."""
+
+    def loss_and_grads(p: dict[str, np.ndarray], xb: np.ndarray,
+                       yb: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        w = p["W0"]
+        h = np.tanh(xb @ w + p["b0"])
+        z = h @ p["W1"] + p["b1"]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=1, keepdims=True)
+        gram = w.T @ w + np.eye(w.shape[1], dtype=w.dtype)
+        _, logdet = np.linalg.slogdet(gram)
+        loss = float(np.mean(np.log(total[:, 0]) - np.sum(z * yb, axis=1)) - lam * logdet)
+        upstream = (e / total - yb) / z.dtype.type(len(xb))
+        hidden = (upstream @ p["W1"].T) * (1 - h**2)
+        # gram is symmetric, so solve(gram, w.T).T = w gram^-1
+        penalty = -2 * lam * np.linalg.solve(gram, w.T).T
+        return loss, {"W0": xb.T @ hidden + penalty, "b0": hidden.sum(axis=0),
+                      "W1": h.T @ upstream, "b1": upstream.sum(axis=0)}
+
+    return loss_and_grads
+
+
+def numpy_logdet_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                     lam: float) -> Trainer:
+    """Full-batch gradient descent on the analytic gradients, in NumPy."""
+    loss_and_grads = _logdet_mlp_numpy_loss(lam)
+
+    def train(epochs: int) -> Run:
+        p = {k: v.astype(x.dtype) for k, v in params.items()}
+        losses = np.empty(epochs)
+        start = time.perf_counter()
+        for epoch in range(epochs):
+            losses[epoch], grads = loss_and_grads(p, x, y)
+            p = {k: p[k] - lr * grads[k] for k in p}
+        run_s = time.perf_counter() - start
+        return Run(run_s, 0.0, {k: _host(w) for k, w in p.items()}, losses)
+
+    return train
+
+
+def jax_logdet_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                   lam: float, device: str = "cpu") -> Trainer:
+    """JAX as its documentation teaches: ``value_and_grad`` of the loss, the step jitted."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p: dict[str, Any], xd: Any, yd: Any) -> Any:
+        w = p["W0"]
+        z = jnp.tanh(xd @ w + p["b0"]) @ p["W1"] + p["b1"]
+        _, logdet = jnp.linalg.slogdet(w.T @ w + jnp.eye(w.shape[1], dtype=w.dtype))
+        return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(z * yd, axis=1)) - lam * logdet
+
+    value_and_grad = jax.value_and_grad(loss)
+
+    @jax.jit
+    def step(p: dict[str, Any], xd: Any, yd: Any) -> Any:
+        value, g = value_and_grad(p, xd, yd)
+        return jax.tree.map(lambda w, d: w - lr * d, p, g), value
+
+    with jax_precision(x.dtype):
+        place = _jax_device(device)
+        data = jax.device_put((x, y), place)
+
+    def train(epochs: int) -> Run:
+        with jax_precision(x.dtype):
+            p = jax.device_put({k: w.astype(x.dtype) for k, w in params.items()}, place)
+            losses = []
+            start = time.perf_counter()
+            for _ in range(epochs):
+                p, value = step(p, *data)
+                losses.append(value)
+            jax.block_until_ready(p)
+            run_s = time.perf_counter() - start
+            return Run(run_s, 0.0, {k: _host(w) for k, w in p.items()},
+                       _host(jnp.stack(losses)))
+
+    return train
+
+
+def torch_logdet_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], lr: float,
+                     lam: float, device: str = "cpu") -> Trainer:
+    """PyTorch eager as its tutorials teach: autograd, the update under ``no_grad``."""
+    import torch
+
+    xd, yd, sync = _torch_placed(x, y, device)
+    eye = torch.eye(params["W0"].shape[1], dtype=xd.dtype, device=xd.device)
+
+    def train(epochs: int) -> Run:
+        p = {k: torch.tensor(w, dtype=xd.dtype, device=xd.device, requires_grad=True)
+             for k, w in params.items()}
+        losses = []
+        sync()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            w = p["W0"]
+            z = torch.tanh(xd @ w + p["b0"]) @ p["W1"] + p["b1"]
+            _, logdet = torch.linalg.slogdet(w.mT @ w + eye)
+            value = (z.logsumexp(dim=1) - (z * yd).sum(dim=1)).mean() - lam * logdet
+            grads = torch.autograd.grad(value, list(p.values()))
+            with torch.no_grad():
+                for weight, g in zip(p.values(), grads, strict=True):
+                    weight -= lr * g
+            losses.append(value.detach())
+        stacked = torch.stack(losses)
+        sync()
+        run_s = time.perf_counter() - start
+        return Run(run_s, 0.0, {k: _host(w) for k, w in p.items()}, _host(stacked))
+
+    return train
+
+
 REGRESSION: dict[str, Callable[..., Trainer]] = {
     "numpy-tutorial": numpy_tutorial,
     "numpy-analytic": numpy_analytic,
@@ -572,3 +692,10 @@ SOFTMAX: dict[str, Callable[..., Trainer]] = {
     "torch-autograd": torch_softmax,
 }
 """Softmax-regression contestants by name, called as the MLP ones."""
+
+LOGDET_MLP: dict[str, Callable[..., Trainer]] = {
+    "numpy-analytic": numpy_logdet_mlp,
+    "jax-jit": jax_logdet_mlp,
+    "torch-autograd": torch_logdet_mlp,
+}
+"""Log-det MLP contestants by name: ``make(x, y, params, lr, lam[, device]) -> train``."""

@@ -265,7 +265,7 @@ def markdown(results: dict[str, Any]) -> str:
 
     out += ["", *bound_section(results, rows, names), "", *compile_section(rows, names),
             "", *memory_section(results, rows), "", *mlp_section(results), "",
-            *minibatch_section(results)]
+            *minibatch_section(results), "", *model_section(results)]
     failed = [r for r in results["rows"] if "error" in r]
     if failed:
         out += ["", "## Failed jobs", ""]
@@ -385,6 +385,28 @@ def minibatch_section(results: dict[str, Any]) -> list[str]:
              f"{r['per_epoch_s'] * 1e3:,.3f}", f"{r['theirs_per_epoch_s'] * 1e3:,.3f}",
              _x(r["ratio"]), f"{r.get('max_loss_rel_diff', float('nan')):.1e}"] for r in rows]
     return lines + _table(["workload", "N", "batch", "epochs", "pair", "ours ms", "theirs ms",
+                           "ratio", "loss diff"], body)
+
+
+def model_section(results: dict[str, Any]) -> list[str]:
+    """The paired log-det MLP rows: a model built from the newer functions (log_softmax,
+    slogdet, matmul, mT) against the same model hand-written; no target is set for them."""
+    rows = sorted((r for r in _ok(results["rows"]) if r["workload"] == "paired-model"),
+                  key=lambda r: (r["of"], r["n"], r["contestant"]))
+    if not rows:
+        return []
+    model = results["settings"].get("logdet_mlp", {})
+    lines = ["## Log-det MLP (paired, same process): ms per step and ratio", "",
+             f"{'-'.join(map(str, model.get('sizes', [])))} tanh MLP, softmax cross-entropy "
+             f"minus {model.get('lam')} * logdet(W0^T W0 + I), full-batch gradient descent "
+             f"(lr {model.get('lr')}), one step per epoch; gradbridge's loss written once "
+             "against `be` (`be.value_and_grad`, the step under `be.jit`), hand-written: NumPy "
+             "analytic gradients, JAX jitted step, torch eager autograd. Compilation excluded "
+             "on both sides. No target: the row reports.", ""]
+    body = [[r["of"], f"{r['n']:,}", r["dtype"], str(r["epochs"]), r["contestant"],
+             f"{r['per_epoch_s'] * 1e3:,.3f}", f"{r['theirs_per_epoch_s'] * 1e3:,.3f}",
+             _x(r["ratio"]), f"{r.get('max_loss_rel_diff', float('nan')):.1e}"] for r in rows]
+    return lines + _table(["model", "N", "dtype", "steps", "pair", "ours ms", "theirs ms",
                            "ratio", "loss diff"], body)
 
 

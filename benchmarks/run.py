@@ -46,6 +46,10 @@ SOFTMAX_FEATURES, SOFTMAX_CLASSES = 64, 10
 SOFTMAX_N = 1400
 SOFTMAX_BATCH = 128
 SOFTMAX_LR = 1e-2
+LOGDET_SIZES = [32, 64, 10]
+LOGDET_N, LOGDET_STEPS = 1024, 300
+LOGDET_LR, LOGDET_LAM = 0.5, 1e-3
+"""The log-det MLP: 32-64-10 tanh, full batch, plain gradient descent, penalty weight lam."""
 PRIME_N = {"regression": 100, "memory": 100, "mlp": 2 * MLP_BATCH, "softmax": 2 * SOFTMAX_BATCH}
 """Samples of the tiny run that loads each contestant's framework before memory is measured."""
 
@@ -88,14 +92,25 @@ def mlp_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarr
     return x.astype(dtype), y.astype(dtype)
 
 
-def softmax_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """64 standard normal features and one-hot labels of 10 classes from a random linear
-    teacher with Gumbel noise (so the classes overlap and the loss keeps falling)."""
+def labelled_data(n: int, features: int, classes: int, dtype: str,
+                  seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal features and one-hot labels from a random linear teacher with Gumbel
+    noise (so the classes overlap and the loss keeps falling)."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, SOFTMAX_FEATURES))
-    teacher = rng.standard_normal((SOFTMAX_FEATURES, SOFTMAX_CLASSES)) / np.sqrt(SOFTMAX_FEATURES)
-    labels = np.argmax(x @ teacher + rng.gumbel(size=(n, SOFTMAX_CLASSES)), axis=1)
-    return x.astype(dtype), np.eye(SOFTMAX_CLASSES, dtype=dtype)[labels]
+    x = rng.standard_normal((n, features))
+    teacher = rng.standard_normal((features, classes)) / np.sqrt(features)
+    labels = np.argmax(x @ teacher + rng.gumbel(size=(n, classes)), axis=1)
+    return x.astype(dtype), np.eye(classes, dtype=dtype)[labels]
+
+
+def softmax_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The softmax-regression data: 64 features, 10 classes."""
+    return labelled_data(n, SOFTMAX_FEATURES, SOFTMAX_CLASSES, dtype, seed)
+
+
+def logdet_data(n: int, dtype: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The log-det MLP's data: LOGDET_SIZES[0] features, LOGDET_SIZES[-1] classes."""
+    return labelled_data(n, LOGDET_SIZES[0], LOGDET_SIZES[-1], dtype, seed)
 
 
 def _gradbridge_run(history: Any) -> Run:
@@ -179,12 +194,74 @@ def softmax_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: str,
     return make(*args) if framework == "numpy" else make(*args, device=device)
 
 
+def logdet_mlp_loss(be: Any, lam: float) -> Callable[..., Any]:
+    """The log-det MLP's loss written once against the namespace ``be``: mean softmax
+    cross-entropy (``gb.nn.log_softmax``) minus ``lam * logdet(W0^T W0 + I)``."""
+    import gradbridge as gb
+
+    def loss(p: dict[str, Any], x: Any, y: Any) -> Any:
+        w = p["W0"]
+        z = be.matmul(be.tanh(be.matmul(x, w) + p["b0"]), p["W1"]) + p["b1"]
+        cross_entropy = -be.mean(be.sum(y * gb.nn.log_softmax(be, z), axis=1))
+        _, logdet = be.linalg.slogdet(be.matmul(w.mT, w) + be.eye(w.shape[1]))
+        return cross_entropy - lam * logdet
+
+    return loss
+
+
+def gradbridge_logdet_mlp(backend: str, x: np.ndarray, y: np.ndarray,
+                          params: dict[str, np.ndarray], lr: float, lam: float,
+                          device: str) -> Trainer:
+    """The log-det MLP as a user writes it: ``be.value_and_grad`` of the loss, the gradient
+    step under ``be.jit``, full-batch gradient descent in a Python loop."""
+    import gradbridge as gb
+
+    be = gb.get_backend(backend, device=device, dtype=str(x.dtype))
+    value_and_grad = be.value_and_grad(logdet_mlp_loss(be, lam))
+
+    @be.jit
+    def step(p: dict[str, Any], xd: Any, yd: Any) -> Any:
+        value, g = value_and_grad(p, xd, yd)
+        return {k: p[k] - lr * g[k] for k in p}, value
+
+    xd, yd = be.asarray(x), be.asarray(y)
+
+    def train(epochs: int) -> Run:
+        p = {k: be.asarray(v, dtype=xd.dtype) for k, v in params.items()}
+        losses = []
+        be.synchronize()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            p, value = step(p, xd, yd)
+            losses.append(value)
+        stacked = be.stack(losses)
+        be.synchronize()
+        run_s = time.perf_counter() - start
+        return Run(run_s, 0.0, {k: np.asarray(be.to_numpy(w), dtype=np.float64)
+                                for k, w in p.items()},
+                   np.asarray(be.to_numpy(stacked), dtype=np.float64))
+
+    return train
+
+
+def logdet_trainer(contestant: str, x: np.ndarray, y: np.ndarray, device: str) -> Trainer:
+    """Build any log-det MLP contestant by name; all start from the same weights."""
+    params = native.init_mlp(LOGDET_SIZES, SEED)
+    framework, _, variant = contestant.partition("-")
+    if framework == "gradbridge":
+        return gradbridge_logdet_mlp(variant, x, y, params, LOGDET_LR, LOGDET_LAM, device)
+    make = native.LOGDET_MLP[contestant]
+    args = (x, y, params, LOGDET_LR, LOGDET_LAM)
+    return make(*args) if framework == "numpy" else make(*args, device=device)
+
+
 WORKLOADS: dict[str, tuple[Callable[..., tuple[np.ndarray, np.ndarray]], Callable[..., Trainer]]]
 WORKLOADS = {
     "regression": (regression_data, regression_trainer),
     "memory": (regression_data, regression_trainer),
     "mlp": (mlp_data, mlp_trainer),
     "softmax": (softmax_data, softmax_trainer),
+    "logdet-mlp": (logdet_data, logdet_trainer),
 }
 
 
@@ -289,7 +366,7 @@ def measure_pair(job: dict[str, Any]) -> dict[str, Any]:
            "per_epoch_s": statistics.median(seconds[0]) / job["epochs"],
            "theirs_per_epoch_s": statistics.median(seconds[1]) / job["epochs"],
            "ratio": statistics.median(ratios)}
-    if "batch" in job:  # both walked the same batches: their losses must agree
+    if "batch" in job or job["workload"] == "paired-model":  # same steps: same losses
         ours_losses, theirs_losses = runs[-2].losses, runs[-1].losses
         row["max_loss_rel_diff"] = float(np.max(np.abs(ours_losses - theirs_losses)
                                                 / np.abs(theirs_losses)))
@@ -301,7 +378,7 @@ def worker_main(spec: str, out: str) -> None:
     job = json.loads(spec)
     if job["workload"] == "bandwidth":
         row = {**job, **bandwidth.measure(job["n"])}
-    elif job["workload"] in ("paired", "paired-minibatch"):
+    elif job["workload"] in ("paired", "paired-minibatch", "paired-model"):
         row = measure_pair(job)
     else:
         row = measure(job)
@@ -354,6 +431,9 @@ def plan(quick: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
     for c in (*GRADBRIDGE, *native.MLP):
         jobs.append(job("mlp", c, mlp_n, "float32", mlp_epochs, repeats))
     jobs += minibatch_jobs(quick, mlp_n, device, repeats)
+    jobs += [{"workload": "paired-model", "of": "logdet-mlp", "contestant": f"{ours} vs {theirs}",
+              "n": LOGDET_N, "dtype": "float32", "epochs": LOGDET_STEPS, "repeats": repeats,
+              "device": device, "prime": False} for ours, theirs in MINIBATCH_PAIRS]
     workloads = set(args.workloads.split(",")) if args.workloads else None
     return [j for j in jobs
             if (wanted is None or set(j["contestant"].split(" vs ")) <= wanted)
@@ -425,6 +505,8 @@ def describe_row(row: dict[str, Any]) -> str:
     head = f"{row['workload']:<10} {row['contestant']:<19} n={row['n']:<9} {row['dtype']:<7}"
     if "batch" in row:
         head += f" {row['of']} batch {row['batch']}"
+    elif "of" in row:
+        head += f" {row['of']}"
     if "error" in row:
         return f"{head} ERROR {row['error'][:200]}"
     if row["workload"].startswith("paired"):
@@ -485,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
                      "mlp_lr": MLP_LR, "tolerance": TOLERANCE, "device": args.device,
                      "softmax": {"features": SOFTMAX_FEATURES, "classes": SOFTMAX_CLASSES,
                                  "lr": SOFTMAX_LR},
+                     "logdet_mlp": {"sizes": LOGDET_SIZES, "lr": LOGDET_LR,
+                                    "lam": LOGDET_LAM},
                      "threads": args.threads or "framework default",
                      "load_average_note": "os.getloadavg() at start and end: other processes "
                                           "competing for the CPUs inflate and scatter times"},

@@ -7,8 +7,10 @@ tutorial's loop, written again below from the math. Tolerances: 1e-10 relative i
 against a float64 reference). The MLP baselines (hand-written backprop in NumPy, autodiff in
 JAX and torch) must agree with each other in float64 to 1e-9 relative (two Adam steps on 512
 points; Adam's division by sqrt(v) amplifies rounding a little); so must the softmax-regression
-baselines and ``gradbridge.fit`` of the same problem, ragged last batch included. No timing is
-asserted.
+baselines and ``gradbridge.fit`` of the same problem, ragged last batch included. The log-det
+MLP's analytic NumPy gradient is checked against central differences (1e-6 relative), and its
+six contestants (hand-written and gradbridge on each backend) must end at the same losses and
+weights in float64 (1e-9 relative). No timing is asserted.
 """
 
 from __future__ import annotations
@@ -104,6 +106,69 @@ def test_softmax_baselines_and_fit_agree_with_each_other() -> None:
                                        err_msg=f"{name} {key}")
         np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
     assert reference.losses[-1] < reference.losses[0]  # it learns
+
+
+def test_logdet_mlp_analytic_gradient_matches_finite_differences() -> None:
+    """Every entry of the NumPy baseline's gradient, the penalty's 2 W (W^T W + I)^-1 term
+    included (lam = 0.5 makes it as large as the cross-entropy's), against central differences
+    with step 1e-6: truncation ~1e-12 and rounding ~1e-10 of values near 1, so 1e-6 relative
+    (with 1e-8 absolute for entries near zero) can only fail on a wrong formula."""
+    x, y = run.labelled_data(12, 3, 4, "float64", seed=4)
+    params = native.init_mlp([3, 5, 4], seed=6)
+    params["b0"] = np.linspace(-0.3, 0.3, 5)  # nonzero biases exercise their gradients fully
+    loss_and_grads = native._logdet_mlp_numpy_loss(0.5)
+    _, grads = loss_and_grads(params, x, y)
+    step = 1e-6
+    for key, value in params.items():
+        numeric = np.empty_like(value)
+        for index in np.ndindex(value.shape):
+            shifted = []
+            for sign in (1, -1):
+                moved = {k: v.copy() for k, v in params.items()}
+                moved[key][index] += sign * step
+                shifted.append(loss_and_grads(moved, x, y)[0])
+            numeric[index] = (shifted[0] - shifted[1]) / (2 * step)
+        np.testing.assert_allclose(grads[key], numeric, rtol=1e-6, atol=1e-8, err_msg=key)
+
+
+def test_logdet_mlp_contestants_agree_with_each_other() -> None:
+    """Hand-written NumPy, JAX and torch and gradbridge on all three backends: 20 full-batch
+    steps of the benchmark's 32-64-10 model on 64 points, float64. Only summation order and
+    the frameworks' LU factorizations differ, so losses and weights agree to 1e-9 relative."""
+    x, y = run.logdet_data(64, "float64", seed=3)
+    names = [*native.LOGDET_MLP, *run.GRADBRIDGE]
+    for name in names:
+        needs(name)
+    results = {name: run.logdet_trainer(name, x, y, "cpu")(20) for name in names}
+    reference = results.pop("numpy-analytic")
+    for name, result in results.items():
+        for key, value in reference.params.items():
+            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} {key}")
+        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
+    assert reference.losses[-1] < reference.losses[0]  # it learns
+
+
+def test_logdet_mlp_pair_is_measured_and_reported(tmp_path: Path) -> None:
+    """A tiny paired log-det MLP job, then its section of the report."""
+    row = run.measure_pair({"workload": "paired-model", "of": "logdet-mlp", "n": 64,
+                            "contestant": "gradbridge-numpy vs numpy-analytic",
+                            "dtype": "float64", "epochs": 5, "repeats": 1, "device": "cpu",
+                            "prime": False})
+    # Same start, same steps, float64: the two runs' losses agree to rounding.
+    assert row["max_loss_rel_diff"] < 1e-9 and row["ratio"] > 0
+    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
+                           "versions": {"numpy": np.__version__}},
+               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
+               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
+                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
+               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3,
+                            "logdet_mlp": {"sizes": run.LOGDET_SIZES, "lr": run.LOGDET_LR,
+                                           "lam": run.LOGDET_LAM}},
+               "rows": [row]}
+    text = Path(report.write(results, tmp_path / "smoke")["markdown"]).read_text()
+    assert "## Log-det MLP (paired, same process)" in text
+    assert "| logdet-mlp | 64 | float64 | 5 | gradbridge-numpy vs numpy-analytic |" in text
 
 
 def test_mlp_batches_follow_gradbridges_order() -> None:
