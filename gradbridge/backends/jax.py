@@ -30,7 +30,8 @@ Subgradients
     share the gradient equally among tied elements (JAX's rule; torch's amax/amin do the same).
     ``abs`` is ``jnp.abs`` with the slope ``sign(x)`` (a jitted ``custom_jvp``, as cheap per
     call as ``jnp.abs``), so its derivative at 0 is 0, as in torch and the NumPy backend
-    (``jnp.abs`` gives 1).
+    (``jnp.abs`` gives 1). ``maximum``/``minimum``/``clip`` are jitted too (one dispatch each,
+    where their comparisons and ``where`` would cost one each eagerly).
 
 Memory
     ``from_host`` of a host array already in the backend's dtype copies it once, into a buffer
@@ -138,6 +139,23 @@ def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arra
     return jnp.abs(x), slope * dx
 
 
+_maximum = jax.jit(functools.partial(maximum_ties_to_first, jnp))
+"""The tie-to-first maximum compiled: one dispatch, where its three eager jnp calls cost
+three (the gradient is the same: jit traces the same calls)."""
+_minimum = jax.jit(functools.partial(minimum_ties_to_first, jnp))
+
+
+@jax.jit
+def _clip(x: Array, low: Any, high: Any) -> Array:
+    """Clip built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too;
+    a None bound (an empty pytree to jit) is left out."""
+    if low is not None:
+        x = maximum_ties_to_first(jnp, x, low)
+    if high is not None:
+        x = minimum_ties_to_first(jnp, x, high)
+    return x
+
+
 def _svd(x: Array, /, *, full_matrices: bool = True) -> Any:
     """``jnp.linalg.svd``, differentiable with the standard's default ``full_matrices=True`` on
     a non-square matrix too, where JAX has no JVP: the min(m, n) singular vectors that the
@@ -225,23 +243,16 @@ class JaxBackend(BackendBase):
 
     abs = staticmethod(ONE_FRAMEWORK.op(jax.jit(_abs)))  # jnp.abs has slope 1 at 0; DESIGN: 0
 
-    @ONE_FRAMEWORK.op
-    def maximum(self, x1: Array, x2: Array | float) -> Array:
-        return maximum_ties_to_first(jnp, x1, x2)
+    maximum = staticmethod(ONE_FRAMEWORK.elementwise(_maximum, "maximum"))  # ties to x1
+    minimum = staticmethod(ONE_FRAMEWORK.elementwise(_minimum, "minimum"))
 
-    @ONE_FRAMEWORK.op
-    def minimum(self, x1: Array, x2: Array | float) -> Array:
-        return minimum_ties_to_first(jnp, x1, x2)
-
-
-    @ONE_FRAMEWORK.op
-    def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
-        """Built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too."""
-        if min is not None:
-            x = self.maximum(x, min)
-        if max is not None:
-            x = self.minimum(x, max)
-        return x
+    @staticmethod
+    def clip(x: Array, /, min: Any = None, max: Any = None) -> Array:
+        """``_clip``, with ``min`` and ``max`` checked as ``x`` is however they are passed."""
+        if (x.__class__ not in NATIVE or min.__class__ not in NATIVE
+                or max.__class__ not in NATIVE):
+            ONE_FRAMEWORK.refuse("clip", (x, min, max))
+        return _clip(x, min, max)
 
     # linear algebra
 

@@ -108,6 +108,20 @@ def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: JaxBackend) -> Non
     np.testing.assert_array_equal(np.asarray(one_sided), (x <= 1.0).astype(np.float32))
 
 
+def test_clip_bounds_by_keyword_match_numpy_and_refuse_a_foreign_array(be32: JaxBackend) -> None:
+    """The compiled clip takes None, scalar and array bounds as np.clip does (exact: a clip
+    selects values, computing none) and checks keyword bounds as it checks ``x``."""
+    torch = pytest.importorskip("torch")
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0], np.float32)
+    low = np.array([0.0, 0.5, 0.0, 0.0, 0.0], np.float32)
+    v = be32.from_host(x)
+    np.testing.assert_array_equal(np.asarray(be32.clip(v)), x)
+    np.testing.assert_array_equal(np.asarray(be32.clip(v, min=be32.from_host(low), max=1.0)),
+                                  np.clip(x, low, 1.0))
+    with pytest.raises(InvalidArgument, match="clip of the jax backend was given a torch"):
+        be32.clip(v, max=torch.ones(5))
+
+
 def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     """Documented, not forced: JAX gives each of k tied maxima 1/k."""
     g = be32.grad(lambda v: be32.max(v))(be32.from_host([1.0, 3.0, 3.0, 2.0]))
