@@ -19,9 +19,11 @@ float64 (``GRADBRIDGE_JAX_X64``)
     logs a warning when a float64 backend is made.
 
 Devices
-    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``from_host``,
-    ``zeros``, ``ones`` and ``full`` are committed to the backend's device; operations and
-    compiled functions run where their inputs live.
+    'cpu', and 'cuda:N' for the N-th of ``jax.devices('gpu')``. Arrays made by ``from_host`` and
+    ``asarray`` are committed to the backend's device; ``zeros``, ``ones``, ``full`` and the
+    other creation functions too unless it is JAX's default device (there they land on it
+    uncommitted, which saves a transfer call each). Operations and compiled functions run where
+    their inputs live.
 
 Subgradients
     ``maximum``/``minimum`` give the whole gradient at a tie to the first argument (``jnp.maximum``
@@ -193,6 +195,7 @@ class JaxBackend(BackendBase):
         super().__init__(device, dtype)
         self._device = (jax.devices("cpu")[0] if self.device == "cpu"
                         else _gpus()[int(self.device.removeprefix("cuda:"))])
+        self._is_default_device = self._device == jax.devices()[0]
         self.x64_mode = x64_mode()
         scoped = self.x64_mode == "scoped" and self.dtype == "float64"
         if self.x64_mode == "process":
@@ -224,6 +227,15 @@ class JaxBackend(BackendBase):
     @property
     def native_device(self) -> Any:
         return self._device
+
+    def _device_or_default(self, device: Any) -> Any:
+        """None (JAX's default placement) where the backend's device is JAX's default device:
+        the array lands there all the same, and ``device=`` would cost a transfer call."""
+        if device is None:
+            if self._is_default_device and jax.config.jax_default_device is None:  # type: ignore[attr-defined]
+                return None
+            return self._device
+        return device
 
     def from_host(self, obj: Any) -> Array:
         if not isinstance(obj, jax.Array):

@@ -217,6 +217,13 @@ def test_asarray_commits_to_the_device_and_keeps_integers(be32: JaxBackend) -> N
     assert JaxBackend(dtype="float64").asarray(np.arange(3)).dtype == jnp.int64
 
 
+def test_creation_functions_place_arrays_on_the_backends_device(be32: JaxBackend) -> None:
+    made = [be32.zeros(2), be32.ones(2), be32.empty(2), be32.full(2, 1.5), be32.eye(2),
+            be32.linspace(0.0, 1.0, 3), be32.arange(3), be32.arange(0, 3, 2),
+            be32.asarray([1.0, 2.0])]
+    assert all(x.devices() == {be32.native_device} for x in made)
+
+
 def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
     x = be32.from_host([1.0, 2.0])
     out = be32.to_numpy(x)
