@@ -158,6 +158,12 @@ def _clip(x: Array, low: Any, high: Any) -> Array:
     return x
 
 
+@functools.partial(jax.jit, static_argnames=("side", "dtype"))
+def _searchsorted(x1: Array, x2: Array, sorter: Array | None, *, side: str, dtype: Any) -> Array:
+    """``jnp.searchsorted`` in ``dtype``, compiled: one dispatch instead of two."""
+    return jnp.searchsorted(x1, x2, side=side, sorter=sorter).astype(dtype)
+
+
 def _svd(x: Array, /, *, full_matrices: bool = True) -> Any:
     """``jnp.linalg.svd``, differentiable with the standard's default ``full_matrices=True`` on
     a non-square matrix too, where JAX has no JVP: the min(m, n) singular vectors that the
@@ -309,7 +315,7 @@ class JaxBackend(BackendBase):
         """The standard's index dtype: jnp picks int32 for small inputs (jax.numpy fails the
         suite's test for it)."""
         indexing = self.__array_namespace_info__().default_dtypes()["indexing"]
-        return jnp.searchsorted(x1, x2, side=side, sorter=sorter).astype(indexing)
+        return _searchsorted(x1, x2, sorter, side=side, dtype=indexing)
 
     # autodiff, compilation, loops, timing
 

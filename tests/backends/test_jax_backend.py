@@ -224,6 +224,20 @@ def test_creation_functions_place_arrays_on_the_backends_device(be32: JaxBackend
     assert all(x.devices() == {be32.native_device} for x in made)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_matches_numpy_in_the_index_dtype(be32: JaxBackend, side: str) -> None:
+    """Exact (indices) against np.searchsorted, with and without a sorter; int64 always."""
+    x1 = np.array([3.0, 1.0, 2.0, 2.0], np.float32)
+    x2 = np.array([0.5, 2.0, 2.5, 9.0], np.float32)
+    sorter = np.argsort(x1, kind="stable")
+    plain = be32.searchsorted(be32.from_host(np.sort(x1)), be32.from_host(x2), side=side)
+    sorted_by = be32.searchsorted(be32.from_host(x1), be32.from_host(x2), side=side,
+                                  sorter=be32.from_host(sorter))
+    for got in (plain, sorted_by):
+        assert got.dtype == jnp.int64
+        np.testing.assert_array_equal(np.asarray(got), np.searchsorted(np.sort(x1), x2, side))
+
+
 def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:
     x = be32.from_host([1.0, 2.0])
     out = be32.to_numpy(x)

@@ -323,6 +323,18 @@ def test_maximum_minimum_without_a_gradient_select_as_the_tie_rule_does(be64: To
     np.testing.assert_array_equal(mixed, getattr(np, op)(small, unsigned))
 
 
+def test_can_cast_asked_twice_answers_as_numpy(be32: TorchBackend) -> None:
+    """The remembered answers are NumPy's rule for the standard's dtypes, from a dtype or a
+    tensor, the first time and the second."""
+    names = ["bool", "int8", "uint8", "int16", "int32", "int64", "float32", "float64"]
+    for _ in range(2):
+        for a in names:
+            for b in names:
+                want = bool(np.can_cast(np.dtype(a), np.dtype(b)))
+                assert be32.can_cast(getattr(torch, a), getattr(torch, b)) == want, (a, b)
+        assert be32.can_cast(torch.zeros(2, dtype=torch.int8), torch.uint8) is False
+
+
 def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: TorchBackend) -> None:
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
     g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.from_host(x))
