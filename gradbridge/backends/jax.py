@@ -20,8 +20,10 @@ float64 (``GRADBRIDGE_JAX_X64``)
 
 Devices
     'cpu' (this process's host device), and 'cuda:N' for the N-th of ``jax.devices('gpu')``.
-    Arrays made by ``from_host``, ``zeros``, ``ones`` and ``full`` are committed to the
-    backend's device; operations and compiled functions run where their inputs live.
+    Arrays made by ``from_host`` and ``asarray`` are committed to the backend's device;
+    ``zeros``, ``ones``, ``full`` and the other creation functions too unless it is JAX's
+    default device (there they land on it uncommitted, which saves a transfer call each).
+    Operations and compiled functions run where their inputs live.
 
 Subgradients
     ``maximum``/``minimum`` give the whole gradient at a tie to the first argument (``jnp.maximum``
@@ -30,7 +32,8 @@ Subgradients
     share the gradient equally among tied elements (JAX's rule; torch's amax/amin do the same).
     ``abs`` is ``jnp.abs`` with the slope ``sign(x)`` (a jitted ``custom_jvp``, as cheap per
     call as ``jnp.abs``), so its derivative at 0 is 0, as in torch and the NumPy backend
-    (``jnp.abs`` gives 1).
+    (``jnp.abs`` gives 1). ``maximum``/``minimum``/``clip`` are jitted too (one dispatch each,
+    where their comparisons and ``where`` would cost one each eagerly).
 
 Memory
     ``from_host`` of a host array already in the backend's dtype copies it once, into a buffer
@@ -140,6 +143,29 @@ def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arra
     return jnp.abs(x), slope * dx
 
 
+_maximum = jax.jit(functools.partial(maximum_ties_to_first, jnp))
+"""The tie-to-first maximum compiled: one dispatch, where its three eager jnp calls cost
+three (the gradient is the same: jit traces the same calls)."""
+_minimum = jax.jit(functools.partial(minimum_ties_to_first, jnp))
+
+
+@jax.jit
+def _clip(x: Array, low: Any, high: Any) -> Array:
+    """Clip built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too;
+    a None bound (an empty pytree to jit) is left out."""
+    if low is not None:
+        x = maximum_ties_to_first(jnp, x, low)
+    if high is not None:
+        x = minimum_ties_to_first(jnp, x, high)
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("side", "dtype"))
+def _searchsorted(x1: Array, x2: Array, sorter: Array | None, *, side: str, dtype: Any) -> Array:
+    """``jnp.searchsorted`` in ``dtype``, compiled: one dispatch instead of two."""
+    return jnp.searchsorted(x1, x2, side=side, sorter=sorter).astype(dtype)
+
+
 def _svd(x: Array, /, *, full_matrices: bool = True) -> Any:
     """``jnp.linalg.svd``, differentiable with the standard's default ``full_matrices=True`` on
     a non-square matrix too, where JAX has no JVP: the min(m, n) singular vectors that the
@@ -180,6 +206,7 @@ class JaxBackend(BackendBase):
         super().__init__(device, dtype)
         self._device = (jax.local_devices(backend="cpu")[0] if self.device == "cpu"
                         else _gpus()[int(self.device.removeprefix("cuda:"))])
+        self._is_default_device = self._device == jax.devices()[0]
         self.x64_mode = x64_mode()
         scoped = self.x64_mode == "scoped" and self.dtype == "float64"
         if self.x64_mode == "process":
@@ -212,6 +239,15 @@ class JaxBackend(BackendBase):
     def native_device(self) -> Any:
         return self._device
 
+    def _device_or_default(self, device: Any) -> Any:
+        """None (JAX's default placement) where the backend's device is JAX's default device:
+        the array lands there all the same, and ``device=`` would cost a transfer call."""
+        if device is None:
+            if self._is_default_device and jax.config.jax_default_device is None:  # type: ignore[attr-defined]
+                return None
+            return self._device
+        return device
+
     def from_host(self, obj: Any) -> Array:
         if not isinstance(obj, jax.Array):
             obj = np.asarray(obj)
@@ -230,23 +266,16 @@ class JaxBackend(BackendBase):
 
     abs = staticmethod(ONE_FRAMEWORK.op(jax.jit(_abs)))  # jnp.abs has slope 1 at 0; DESIGN: 0
 
-    @ONE_FRAMEWORK.op
-    def maximum(self, x1: Array, x2: Array | float) -> Array:
-        return maximum_ties_to_first(jnp, x1, x2)
+    maximum = staticmethod(ONE_FRAMEWORK.elementwise(_maximum, "maximum"))  # ties to x1
+    minimum = staticmethod(ONE_FRAMEWORK.elementwise(_minimum, "minimum"))
 
-    @ONE_FRAMEWORK.op
-    def minimum(self, x1: Array, x2: Array | float) -> Array:
-        return minimum_ties_to_first(jnp, x1, x2)
-
-
-    @ONE_FRAMEWORK.op
-    def clip(self, x: Array, /, min: Any = None, max: Any = None) -> Array:
-        """Built from the tie-to-first maximum/minimum, so the gradient is 1 at a bound too."""
-        if min is not None:
-            x = self.maximum(x, min)
-        if max is not None:
-            x = self.minimum(x, max)
-        return x
+    @staticmethod
+    def clip(x: Array, /, min: Any = None, max: Any = None) -> Array:
+        """``_clip``, with ``min`` and ``max`` checked as ``x`` is however they are passed."""
+        if (x.__class__ not in NATIVE or min.__class__ not in NATIVE
+                or max.__class__ not in NATIVE):
+            ONE_FRAMEWORK.refuse("clip", (x, min, max))
+        return _clip(x, min, max)
 
     # linear algebra
 
@@ -291,7 +320,7 @@ class JaxBackend(BackendBase):
         """The standard's index dtype: jnp picks int32 for small inputs (jax.numpy fails the
         suite's test for it)."""
         indexing = self.__array_namespace_info__().default_dtypes()["indexing"]
-        return jnp.searchsorted(x1, x2, side=side, sorter=sorter).astype(indexing)
+        return _searchsorted(x1, x2, sorter, side=side, dtype=indexing)
 
     # autodiff, compilation, loops, timing
 

@@ -532,12 +532,25 @@ class BackendBase:
     notes: ClassVar[tuple[str, ...]] = ()
     xp: ClassVar[Any] = None
     """The framework's Array API namespace the operations are bound from (bind_namespace)."""
+    creation_xp: ClassVar[Any] = None
+    """The namespace the creation functions call, where not ``xp`` (one with the standard's
+    ``dtype``/``device``/``copy`` keywords at a lower cost per call)."""
     __array_api_version__: ClassVar[str] = ops.ARRAY_API_VERSION
 
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         self.dtype = normalize_dtype(dtype)
         self.device = resolve_device(device, self.available_devices(), self.name)
         self.__name__ = f"gradbridge.{self.name}"  # a namespace has a name (the Array API suite)
+        xp = self.xp  # None in a backend that implements the creation functions itself
+        self._make: Any = self.creation_xp or xp
+        self._float: Any = getattr(xp, self.dtype, None)
+        self._complex: Any = getattr(xp, "complex128" if self.dtype == "float64" else "complex64",
+                                     None)
+        self._int: Any = getattr(xp, "int64", None)
+        self._dtype_of_kind: dict[str, Any] = {"b": getattr(xp, "bool", None), "f": self._float,
+                                               "c": self._complex}
+        """The standard's default dtype of Python data by NumPy kind (int64 for the rest),
+        made once: the creation functions ask on every call."""
         class_fft = getattr(type(self), "fft", None)
         if class_fft is not None:
             self.fft: Any = self._fft_with_defaults(class_fft)
@@ -566,20 +579,20 @@ class BackendBase:
     @property
     def default_float(self) -> Any:
         """The default real floating dtype: the backend's ``dtype``, as a dtype object."""
-        return getattr(self.xp, self.dtype)
+        return self._float
 
     @property
     def default_complex(self) -> Any:
-        return self.xp.complex128 if self.dtype == "float64" else self.xp.complex64
+        return self._complex
 
     def default_dtype_of(self, value: Any) -> Any:
         """The default dtype for Python data (a number or nested sequence), as the standard says:
         bool, the default integer (int64), the backend's float, its complex."""
         kind = _KIND_OF_PYTHON_NUMBER.get(type(value)) or np.asarray(value).dtype.kind
-        return {"b": self.xp.bool, "f": self.default_float, "c": self.default_complex}.get(
-            kind, self.xp.int64)
+        return self._dtype_of_kind.get(kind, self._int)
 
     def _device_or_default(self, device: Any) -> Any:
+        """The ``device=`` the creation functions pass: the given one, else the backend's."""
         return self.native_device if device is None else device
 
     def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None,
@@ -589,46 +602,53 @@ class BackendBase:
             dtype = self.default_dtype_of(obj)
         if device is None and not own:
             device = self.native_device
-        return self.xp.asarray(obj, dtype=dtype, device=device, copy=copy)
+        return self._make.asarray(obj, dtype=dtype, device=device, copy=copy)
 
     def zeros(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
-        return self.xp.zeros(shape, dtype=dtype or self.default_float,
-                             device=self._device_or_default(device))
+        return self._make.zeros(shape, dtype=dtype or self._float,
+                                device=self._device_or_default(device))
 
     def ones(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
-        return self.xp.ones(shape, dtype=dtype or self.default_float,
-                            device=self._device_or_default(device))
+        return self._make.ones(shape, dtype=dtype or self._float,
+                               device=self._device_or_default(device))
 
     def empty(self, shape: int | Shape, *, dtype: Any = None, device: Any = None) -> Array:
-        return self.xp.empty(shape, dtype=dtype or self.default_float,
-                             device=self._device_or_default(device))
+        return self._make.empty(shape, dtype=dtype or self._float,
+                                device=self._device_or_default(device))
 
     def full(self, shape: int | Shape, fill_value: Any, *, dtype: Any = None,
              device: Any = None) -> Array:
         if dtype is None:
             dtype = (fill_value.dtype if hasattr(fill_value, "dtype")
                      else self.default_dtype_of(fill_value))
-        return self.xp.full(shape, fill_value, dtype=dtype, device=self._device_or_default(device))
+        return self._make.full(shape, fill_value, dtype=dtype,
+                               device=self._device_or_default(device))
 
     def eye(self, n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
             device: Any = None) -> Array:
-        return self.xp.eye(n_rows, n_cols, k=k, dtype=dtype or self.default_float,
-                           device=self._device_or_default(device))
+        return self._make.eye(n_rows, n_cols, k=k, dtype=dtype or self._float,
+                              device=self._device_or_default(device))
 
     def linspace(self, start: Any, stop: Any, /, num: int, *, dtype: Any = None,
                  device: Any = None, endpoint: bool = True) -> Array:
         if dtype is None:
             complex_ends = isinstance(start, complex) or isinstance(stop, complex)
-            dtype = self.default_complex if complex_ends else self.default_float
-        return self.xp.linspace(start, stop, num, dtype=dtype,
-                                device=self._device_or_default(device), endpoint=endpoint)
+            dtype = self._complex if complex_ends else self._float
+        return self._make.linspace(start, stop, num, dtype=dtype,
+                                   device=self._device_or_default(device), endpoint=endpoint)
 
     def arange(self, start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None,
                device: Any = None) -> Array:
         if dtype is None:
-            dtype = self.default_dtype_of([start, step] if stop is None else [start, stop, step])
-        return self.xp.arange(start, stop, step, dtype=dtype,
-                              device=self._device_or_default(device))
+            if type(start) is int and type(step) is int and (stop is None or type(stop) is int):
+                dtype = self._int  # the common case, without making an array of the ends
+            else:
+                dtype = self.default_dtype_of([start, step] if stop is None
+                                              else [start, stop, step])
+        device = self._device_or_default(device)
+        if stop is None and type(step) is int and step == 1:
+            return self._make.arange(start, dtype=dtype, device=device)  # a cheaper path in JAX
+        return self._make.arange(start, stop, step, dtype=dtype, device=device)
 
     def __array_namespace_info__(self) -> NamespaceInfo:
         info = self.__dict__.get("_namespace_info")

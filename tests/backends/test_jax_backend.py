@@ -108,6 +108,20 @@ def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: JaxBackend) -> Non
     np.testing.assert_array_equal(np.asarray(one_sided), (x <= 1.0).astype(np.float32))
 
 
+def test_clip_bounds_by_keyword_match_numpy_and_refuse_a_foreign_array(be32: JaxBackend) -> None:
+    """The compiled clip takes None, scalar and array bounds as np.clip does (exact: a clip
+    selects values, computing none) and checks keyword bounds as it checks ``x``."""
+    torch = pytest.importorskip("torch")
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0], np.float32)
+    low = np.array([0.0, 0.5, 0.0, 0.0, 0.0], np.float32)
+    v = be32.from_host(x)
+    np.testing.assert_array_equal(np.asarray(be32.clip(v)), x)
+    np.testing.assert_array_equal(np.asarray(be32.clip(v, min=be32.from_host(low), max=1.0)),
+                                  np.clip(x, low, 1.0))
+    with pytest.raises(InvalidArgument, match="clip of the jax backend was given a torch"):
+        be32.clip(v, max=torch.ones(5))
+
+
 def test_max_reduction_shares_the_gradient_among_ties(be32: JaxBackend) -> None:
     """Documented, not forced: JAX gives each of k tied maxima 1/k."""
     g = be32.grad(lambda v: be32.max(v))(be32.from_host([1.0, 3.0, 3.0, 2.0]))
@@ -201,6 +215,27 @@ def test_asarray_commits_to_the_device_and_keeps_integers(be32: JaxBackend) -> N
     assert be32.from_host(np.arange(3)).dtype == jnp.int64  # integers keep their dtype (x64 on)
     assert be32.from_host([True, False]).dtype == jnp.bool_
     assert JaxBackend(dtype="float64").asarray(np.arange(3)).dtype == jnp.int64
+
+
+def test_creation_functions_place_arrays_on_the_backends_device(be32: JaxBackend) -> None:
+    made = [be32.zeros(2), be32.ones(2), be32.empty(2), be32.full(2, 1.5), be32.eye(2),
+            be32.linspace(0.0, 1.0, 3), be32.arange(3), be32.arange(0, 3, 2),
+            be32.asarray([1.0, 2.0])]
+    assert all(x.devices() == {be32.native_device} for x in made)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_matches_numpy_in_the_index_dtype(be32: JaxBackend, side: str) -> None:
+    """Exact (indices) against np.searchsorted, with and without a sorter; int64 always."""
+    x1 = np.array([3.0, 1.0, 2.0, 2.0], np.float32)
+    x2 = np.array([0.5, 2.0, 2.5, 9.0], np.float32)
+    sorter = np.argsort(x1, kind="stable")
+    plain = be32.searchsorted(be32.from_host(np.sort(x1)), be32.from_host(x2), side=side)
+    sorted_by = be32.searchsorted(be32.from_host(x1), be32.from_host(x2), side=side,
+                                  sorter=be32.from_host(sorter))
+    for got in (plain, sorted_by):
+        assert got.dtype == jnp.int64
+        np.testing.assert_array_equal(np.asarray(got), np.searchsorted(np.sort(x1), x2, side))
 
 
 def test_to_numpy_is_a_writable_copy(be32: JaxBackend) -> None:

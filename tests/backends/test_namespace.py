@@ -53,6 +53,16 @@ def test_creation_functions_default_to_the_standards_dtypes(backend: Backend, ma
     assert got == (backend.dtype if kind == "float" else kind)
 
 
+@pytest.mark.parametrize("ends", [(5,), (2, 11, 3), (5, 0, -2), (0, 2, 0.5), (1.5,), (0, 1.0)])
+def test_arange_matches_numpy_in_every_form(backend: Backend, ends: tuple[Any, ...]) -> None:
+    """int64 when every end is an int, else the backend's float; the values are np.arange's
+    (exact: every value here is a multiple of 0.5, representable in float32)."""
+    got = backend.arange(*ends)
+    want = np.arange(*ends)
+    assert _dtype_name(got.dtype) == ("int64" if want.dtype.kind == "i" else backend.dtype)
+    np.testing.assert_array_equal(backend.to_numpy(got), want)
+
+
 def test_asarray_follows_the_standard_and_from_host_the_policy(backend: Backend) -> None:
     be: Any = backend
     host = np.array([0.1, 0.2])  # float64

@@ -304,6 +304,37 @@ def test_maximum_minimum_propagate_nan_like_numpy(be32: TorchBackend, op: str) -
     np.testing.assert_array_equal(got, getattr(np, op)(a, b).astype(np.float32))
 
 
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_maximum_minimum_without_a_gradient_select_as_the_tie_rule_does(be64: TorchBackend,
+                                                                       op: str) -> None:
+    """Tensors that need no gradient take torch's own function: the same selection as the
+    rule (the first of equal values, so -0.0 against 0.0 keeps the first's sign; NaN wins),
+    checked against that rule in NumPy, sign bits included; integers promote as NumPy does."""
+    a = np.array([-0.0, 0.0, np.nan, 1.0, 2.0, 3.0])
+    b = np.array([0.0, -0.0, 1.0, np.nan, 2.0, -1.0])
+    first = (a >= b) if op == "maximum" else (a <= b)
+    want = np.where(first | np.isnan(a), a, b)
+    got = getattr(be64, op)(be64.from_host(a), be64.from_host(b)).numpy()
+    np.testing.assert_array_equal(got, want)  # selections: exact
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    small, unsigned = np.array([1, 5], np.int8), np.array([200, 3], np.uint8)
+    mixed = getattr(be64, op)(be64.from_host(small), be64.from_host(unsigned)).numpy()
+    assert mixed.dtype == np.int16
+    np.testing.assert_array_equal(mixed, getattr(np, op)(small, unsigned))
+
+
+def test_can_cast_asked_twice_answers_as_numpy(be32: TorchBackend) -> None:
+    """The remembered answers are NumPy's rule for the standard's dtypes, from a dtype or a
+    tensor, the first time and the second."""
+    names = ["bool", "int8", "uint8", "int16", "int32", "int64", "float32", "float64"]
+    for _ in range(2):
+        for a in names:
+            for b in names:
+                want = bool(np.can_cast(np.dtype(a), np.dtype(b)))
+                assert be32.can_cast(getattr(torch, a), getattr(torch, b)) == want, (a, b)
+        assert be32.can_cast(torch.zeros(2, dtype=torch.int8), torch.uint8) is False
+
+
 def test_clip_gradient_is_one_inside_and_at_both_bounds(be32: TorchBackend) -> None:
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
     g = be32.grad(lambda v: be32.sum(be32.clip(v, 0.0, 1.0)))(be32.from_host(x))

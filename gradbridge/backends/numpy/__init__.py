@@ -53,6 +53,8 @@ class NumpyBackend(BackendBase):
 
     name: ClassVar[str] = "numpy"
     xp: ClassVar[Any] = array_api_compat.numpy
+    creation_xp: ClassVar[Any] = (np if np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+                                  else None)  # NumPy 2's are the standard's (device=, copy=)
     jit_needs_warm_up: ClassVar[bool] = True  # jit traces each signature once, then replays
     notes: ClassVar[tuple[str, ...]] = (
         "gradients by gradbridge's own reverse-mode autodiff (nested grad included; complex "
