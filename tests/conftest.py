@@ -7,7 +7,11 @@ into a failure, so CI cannot pass by quietly skipping a framework.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +114,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         grouped = "; ".join(f"{count} {reason}" for reason, count in
                             sorted(reasons.items(), key=lambda item: -item[1]))
         terminalreporter.write_line(f"skipped: {grouped}")
+
+
+def killed_after_the_first_run(command: list[str], out: Path, cwd: Path,
+                               env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a ``compare`` in a subprocess and SIGKILL it as soon as its first run file exists
+    in ``out`` (or after 60 s): a comparison cut off part-way, for the resume tests."""
+    process = subprocess.Popen(command, env=env, cwd=cwd)
+    deadline = time.monotonic() + 60
+    while not any((out / "runs").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return process

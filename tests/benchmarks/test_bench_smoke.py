@@ -19,6 +19,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,6 +56,18 @@ def tutorial_points(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
 BASELINES = [c for c in native.REGRESSION if c != "torch-compile"]  # compile: ~20 s, full mode
 
 
+def assert_trained_alike(results: dict[str, Any]) -> None:
+    """Every contestant's parameters and losses equal the analytic NumPy one's (float64,
+    1e-9 relative: only rounding order differs), and that one learns."""
+    reference = results.pop("numpy-analytic")
+    for name, result in results.items():
+        for key, value in reference.params.items():
+            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} {key}")
+        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
+    assert reference.losses[-1] < reference.losses[0]  # it learns
+
+
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
 @pytest.mark.parametrize("contestant", BASELINES)
 def test_regression_baseline_reaches_the_tutorial_parameters(contestant: str, dtype: str,
@@ -79,13 +92,7 @@ def test_mlp_baselines_agree_with_each_other() -> None:
     y = np.tanh(x @ rng.standard_normal(4))
     params = native.init_mlp([4, 16, 16, 1], seed=1)
     results = {name: make(x, y, params, 1e-2, 64, 5)(2) for name, make in native.MLP.items()}
-    reference = results.pop("numpy-analytic")
-    for name, result in results.items():
-        for key, value in reference.params.items():
-            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{name} {key}")
-        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
-    assert reference.losses[-1] < reference.losses[0]  # it learns
+    assert_trained_alike(results)
 
 
 def test_softmax_baselines_and_fit_agree_with_each_other() -> None:
@@ -99,13 +106,7 @@ def test_softmax_baselines_and_fit_agree_with_each_other() -> None:
     results = {name: make(x, y, params, 1e-2, 32, 5)(2) for name, make in native.SOFTMAX.items()}
     results["gradbridge-numpy"] = run.gradbridge_minibatch(
         "numpy", models.mlp(), "softmax_cross_entropy", x, y, params, 1e-2, 32, 5, "cpu")(2)
-    reference = results.pop("numpy-analytic")
-    for name, result in results.items():
-        for key, value in reference.params.items():
-            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{name} {key}")
-        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
-    assert reference.losses[-1] < reference.losses[0]  # it learns
+    assert_trained_alike(results)
 
 
 def test_logdet_mlp_analytic_gradient_matches_finite_differences() -> None:
@@ -140,13 +141,7 @@ def test_logdet_mlp_contestants_agree_with_each_other() -> None:
     for name in names:
         needs(name)
     results = {name: run.logdet_trainer(name, x, y, "cpu")(20) for name in names}
-    reference = results.pop("numpy-analytic")
-    for name, result in results.items():
-        for key, value in reference.params.items():
-            np.testing.assert_allclose(result.params[key], value, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{name} {key}")
-        np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-9, err_msg=name)
-    assert reference.losses[-1] < reference.losses[0]  # it learns
+    assert_trained_alike(results)
 
 
 def test_logdet_mlp_pair_is_measured_and_reported(tmp_path: Path) -> None:

@@ -10,16 +10,15 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import killed_after_the_first_run
 
 from gradbridge.cli import main
 from gradbridge.experiments import loader
@@ -212,12 +211,7 @@ def test_a_killed_user_comparison_resumes_without_redoing_runs(tmp_path: Path) -
     command = [sys.executable, "-m", "gradbridge", "compare", "--experiments", f"{path}:spring",
                "--backends", "numpy", "--set", "spring.steps=5", "--out", str(out), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not any((out / "runs").glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed_after_the_first_run(command, out, tmp_path, env)
     finished = sorted(p.name for p in (out / "runs").glob("*.json"))
     assert len(finished) == 1, "the kill should land part-way through the grid"
     for file in out.rglob("*.json"):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import killed_after_the_first_run
 
 import gradbridge as gb
 from gradbridge.backends.numpy import NumpyBackend
@@ -362,12 +363,7 @@ def test_a_killed_comparison_leaves_valid_files_and_resumes(tmp_path: Path) -> N
                "--set", "timing.sizes=200000", "--set", "regression.epochs=5", "--out", str(out),
                "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not any((out / "runs").glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process = killed_after_the_first_run(command, out, tmp_path, env)
     assert process.returncode == -signal.SIGKILL
     finished = sorted(p.name for p in (out / "runs").glob("*.json"))
     assert 1 <= len(finished) < 10, "the kill should land part-way through the grid"
