@@ -56,6 +56,17 @@ def tutorial_points(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
 BASELINES = [c for c in native.REGRESSION if c != "torch-compile"]  # compile: ~20 s, full mode
 
 
+def results_document(rows: list[dict[str, Any]], **settings: Any) -> dict[str, Any]:
+    """A run.py results document around ``rows``, on a made-up machine, for the report."""
+    return {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
+                        "versions": {"numpy": np.__version__}},
+            "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
+            "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
+                          "copy_GBps": 8.0, "array_bytes": 2.0**20},
+            "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3, **settings},
+            "rows": rows}
+
+
 def assert_trained_alike(results: dict[str, Any]) -> None:
     """Every contestant's parameters and losses equal the analytic NumPy one's (float64,
     1e-9 relative: only rounding order differs), and that one learns."""
@@ -152,15 +163,8 @@ def test_logdet_mlp_pair_is_measured_and_reported(tmp_path: Path) -> None:
                             "prime": False})
     # Same start, same steps, float64: the two runs' losses agree to rounding.
     assert row["max_loss_rel_diff"] < 1e-9 and row["ratio"] > 0
-    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
-                           "versions": {"numpy": np.__version__}},
-               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
-               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
-                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
-               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3,
-                            "logdet_mlp": {"sizes": run.LOGDET_SIZES, "lr": run.LOGDET_LR,
-                                           "lam": run.LOGDET_LAM}},
-               "rows": [row]}
+    results = results_document([row], logdet_mlp={
+        "sizes": run.LOGDET_SIZES, "lr": run.LOGDET_LR, "lam": run.LOGDET_LAM})
     text = Path(report.write(results, tmp_path / "smoke")["markdown"]).read_text()
     assert "## Log-det MLP (paired, same process)" in text
     assert "| logdet-mlp | 64 | float64 | 5 | gradbridge-numpy vs numpy-analytic |" in text
@@ -194,13 +198,7 @@ def test_harness_runs_every_contestant_and_reports(tmp_path: Path) -> None:
         rows.append(run.measure(tiny_job(contestant, "mlp")))
     # Same weights, same batches: fit's MLP ends where the hand-written one does (1e-9).
     assert rows[-2]["final_loss"] == pytest.approx(rows[-1]["final_loss"], rel=1e-9)
-    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
-                           "versions": {"numpy": np.__version__}},
-               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
-               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
-                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
-               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3},
-               "rows": rows}
+    results = results_document(rows)
     written = report.write(results, tmp_path / "smoke")
     text = Path(written["markdown"]).read_text()
     assert "gradbridge-numpy / numpy-analytic" in text and "## Targets" in text
@@ -218,14 +216,7 @@ def test_minibatch_pairs_are_measured_and_reported(tmp_path: Path) -> None:
             "epochs": 2, "repeats": 1, "device": "cpu", "prime": False}))
         # Same start, same batches, float64: the two runs' losses agree to rounding.
         assert rows[-1]["max_loss_rel_diff"] < 1e-9 and rows[-1]["ratio"] > 0
-    results = {"machine": {"cpu": "test cpu", "cpus": 1, "gpus": [], "platform": "test",
-                           "versions": {"numpy": np.__version__}},
-               "mode": "quick", "started": "now", "duration_s": 1.0, "command": "pytest",
-               "bandwidth": {"read_GBps": 10.0, "dot_GBps": 10.0, "sum_GBps": 9.0,
-                             "copy_GBps": 8.0, "array_bytes": 2.0**20},
-               "settings": {"mlp_sizes": [4, 8, 1], "mlp_batch": 256, "mlp_lr": 1e-3,
-                            "softmax": {"features": 64, "classes": 10, "lr": 1e-2}},
-               "rows": rows}
+    results = results_document(rows, softmax={"features": 64, "classes": 10, "lr": 1e-2})
     written = report.write(results, tmp_path / "smoke")
     text = Path(written["markdown"]).read_text()
     assert "## Mini-batch training" in text
