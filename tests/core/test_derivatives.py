@@ -24,15 +24,9 @@ X = RNG.standard_normal(3)
 V = RNG.standard_normal(3)
 
 
-@pytest.fixture(scope="module")
-def backends() -> dict[str, Any]:
-    return {}
-
-
-def get(backends: dict[str, Any], name: str) -> Any:
-    if name not in backends:
-        backends[name] = make_backend(name, "float64")
-    return backends[name]
+def get(name: str) -> Any:
+    """The backend in float64 (get_backend keeps one per name and dtype)."""
+    return make_backend(name, "float64")
 
 
 def host(be: Any, x: Any) -> np.ndarray:
@@ -40,9 +34,8 @@ def host(be: Any, x: Any) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_jacobian_of_a_vector_function_is_the_closed_form(backends: dict[str, Any],
-                                                           name: str) -> None:
-    be = get(backends, name)
+def test_jacobian_of_a_vector_function_is_the_closed_form(name: str) -> None:
+    be = get(name)
     jac = gb.jacobian(be, lambda x: be.tanh(be.matmul(be.from_host(A), x)) + x[0] * 2.0)
     got = host(be, jac(be.from_host(X)))
     # d/dx [tanh(A x) + 2 x_0] = diag(1 - tanh(A x)^2) A + 2 e_0^T in every row.
@@ -52,9 +45,8 @@ def test_jacobian_of_a_vector_function_is_the_closed_form(backends: dict[str, An
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_jacobian_of_a_matrix_function_has_both_shapes(backends: dict[str, Any],
-                                                       name: str) -> None:
-    be = get(backends, name)
+def test_jacobian_of_a_matrix_function_has_both_shapes(name: str) -> None:
+    be = get(name)
     m = RNG.standard_normal((2, 3))
     got = host(be, gb.jacobian(be, lambda x, b: be.matmul(x, b))(be.from_host(m),
                                                                   be.from_host(B)))
@@ -65,9 +57,8 @@ def test_jacobian_of_a_matrix_function_has_both_shapes(backends: dict[str, Any],
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_jacobian_of_a_scalar_function_is_its_gradient(backends: dict[str, Any],
-                                                       name: str) -> None:
-    be = get(backends, name)
+def test_jacobian_of_a_scalar_function_is_its_gradient(name: str) -> None:
+    be = get(name)
     fn = lambda x: be.sum(be.exp(x) * x)  # noqa: E731
     got = host(be, gb.jacobian(be, fn)(be.from_host(X)))
     # d/dx sum(e^x x) = e^x (1 + x)
@@ -75,8 +66,8 @@ def test_jacobian_of_a_scalar_function_is_its_gradient(backends: dict[str, Any],
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hessian_of_log_cosh_is_the_closed_form(backends: dict[str, Any], name: str) -> None:
-    be = get(backends, name)
+def test_hessian_of_log_cosh_is_the_closed_form(name: str) -> None:
+    be = get(name)
     hess = gb.hessian(be, lambda x: be.log(be.cosh(x)) + 0.1 * x ** 2)(be.asarray(3.0))
     # d2/dx2 [log cosh x + 0.1 x^2] = 1 - tanh(x)^2 + 0.2
     assert tuple(hess.shape) == ()
@@ -89,8 +80,8 @@ def _softmax_energy(be: Any, x: Any) -> Any:
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hessian_matches_the_closed_form(backends: dict[str, Any], name: str) -> None:
-    be = get(backends, name)
+def test_hessian_matches_the_closed_form(name: str) -> None:
+    be = get(name)
     got = host(be, gb.hessian(be, lambda x: _softmax_energy(be, x))(be.from_host(X)))
     # With p = softmax(A x): H = A^T (diag(p) - p p^T) A + diag(3 x^2).
     z = A @ X
@@ -112,9 +103,8 @@ def test_hessian_compiles_and_keeps_float32(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hessian_matches_finite_differences_of_the_gradient(backends: dict[str, Any],
-                                                            name: str) -> None:
-    be = get(backends, name)
+def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
+    be = get(name)
     fn = lambda x: be.sum(be.sin(x) * be.roll(x, 1)) + be.sum(x) ** 3  # noqa: E731
     got = host(be, gb.hessian(be, fn)(be.from_host(X)))
     gradient, h = be.grad(fn), 1e-5
@@ -127,8 +117,8 @@ def test_hessian_matches_finite_differences_of_the_gradient(backends: dict[str, 
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hvp_is_the_hessian_times_the_vector(backends: dict[str, Any], name: str) -> None:
-    be = get(backends, name)
+def test_hvp_is_the_hessian_times_the_vector(name: str) -> None:
+    be = get(name)
     fn = lambda x: _softmax_energy(be, x)  # noqa: E731
     x, v = be.from_host(X), be.from_host(V)
     product = host(be, gb.hvp(be, fn)(x, v))
@@ -138,8 +128,8 @@ def test_hvp_is_the_hessian_times_the_vector(backends: dict[str, Any], name: str
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hvp_over_a_dict_of_parameters(backends: dict[str, Any], name: str) -> None:
-    be = get(backends, name)
+def test_hvp_over_a_dict_of_parameters(name: str) -> None:
+    be = get(name)
 
     def fn(p: dict[str, Any], c: Any) -> Any:
         return be.sum(p["w"] ** 2 * p["b"]) + c * p["b"] ** 3
@@ -155,11 +145,10 @@ def test_hvp_over_a_dict_of_parameters(backends: dict[str, Any], name: str) -> N
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
-def test_newton_on_the_tutorial_regression_converges_in_one_step(backends: dict[str, Any],
-                                                                 name: str) -> None:
+def test_newton_on_the_tutorial_regression_converges_in_one_step(name: str) -> None:
     """The mean squared error is quadratic in (w, b), so one exact Newton step from zero lands
     on the least-squares solution."""
-    be = get(backends, name)
+    be = get(name)
     rng = np.random.default_rng(42)
     x = rng.uniform(-1.0, 1.0, 100)
     y = 3.0 * x + 2.0 + 0.1 * rng.standard_normal(100)
@@ -181,23 +170,21 @@ def test_newton_on_the_tutorial_regression_converges_in_one_step(backends: dict[
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_jacobian_of_a_dict_says_to_use_grad(backends: dict[str, Any], name: str) -> None:
-    be = get(backends, name)
+def test_jacobian_of_a_dict_says_to_use_grad(name: str) -> None:
+    be = get(name)
     with pytest.raises(gb.InvalidArgument, match=r"jacobian differentiates one array.*dict"):
         gb.jacobian(be, lambda p: p["w"] * 2.0)({"w": be.from_host(X)})
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_hessian_of_an_integer_array_says_to_convert_it(backends: dict[str, Any],
-                                                        name: str) -> None:
-    be = get(backends, name)
+def test_hessian_of_an_integer_array_says_to_convert_it(name: str) -> None:
+    be = get(name)
     with pytest.raises(gb.InvalidArgument, match=r"real floating array.*int64.*astype"):
         gb.hessian(be, lambda x: be.sum(x * x))(be.asarray([1, 2, 3]))
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_jacobian_of_a_python_number_is_not_differentiable(backends: dict[str, Any],
-                                                           name: str) -> None:
-    be = get(backends, name)
+def test_jacobian_of_a_python_number_is_not_differentiable(name: str) -> None:
+    be = get(name)
     with pytest.raises(gb.NotDifferentiable):
         gb.jacobian(be, lambda x: 2.0)(be.from_host(X))
