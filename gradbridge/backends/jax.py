@@ -85,6 +85,7 @@ from gradbridge.core.backend import (
     returned_a_number,
     tree_map,
 )
+from gradbridge.core.data import aligned_empty
 from gradbridge.core.dispatch import maximum_ties_to_first, minimum_ties_to_first
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -421,12 +422,9 @@ def _gpus() -> list[Any]:
         return []
 
 
-HOST_ALIGNMENT = 64
-"""Bytes to which a host buffer is aligned for XLA's CPU client to wrap it without a copy."""
-
-
 def _private_copy(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``array`` in a fresh buffer aligned to HOST_ALIGNMENT bytes.
+    """A C-contiguous copy of ``array`` in a fresh buffer aligned as XLA's CPU client needs
+    (:data:`gradbridge.core.data.HOST_ALIGNMENT`).
 
     Why: ``jnp.asarray(host_array, device=cpu)`` first transfers the host array and then runs a
     conversion that writes a second device buffer, so for a moment the data exist twice more
@@ -441,9 +439,7 @@ def _private_copy(array: np.ndarray) -> np.ndarray:
     to it, and NumPy views of a JAX array are read-only. Were the buffer not aliased (another
     JAX version or alignment rule), ``device_put`` copies it: still correct, one copy more.
     """
-    raw = np.empty(array.nbytes + HOST_ALIGNMENT, dtype=np.uint8)
-    start = -raw.ctypes.data % HOST_ALIGNMENT
-    copy = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    copy = aligned_empty(array.shape, array.dtype)
     np.copyto(copy, array)
     return copy
 

@@ -12,9 +12,11 @@ Mini-batch training keeps the data on the backend too. Each epoch's order is dra
 (:func:`gradbridge.core.data.epoch_order`, so every backend sees the same batches) and moved
 as one integer array (with the compiled call that uses it, where there is one); batches are
 gathered on the backend by integer indexing. With a compiled scan an epoch is one compiled
-program: a scan over the full batches, then the ragged last batch as one more step of its own
-size inside the same program, so it is exact and compiles nothing else; one program serves
-every chunk length. Elsewhere the jitted step is called per batch.
+program: a scan over blocks of full batches (each block's rows gathered into one reused buffer
+of about BLOCK_BYTES), the batches left over, then the ragged last batch as one more step of its
+own size inside the same program, so it is exact and compiles nothing else; one program serves
+every chunk length. At most EPOCHS_IN_FLIGHT such epochs are unfinished at once, so the orders
+held by queued epochs stay bounded. Elsewhere the jitted step is called per batch.
 
 The host looks at the losses once per chunk (one device sync), checks them for divergence and,
 if it has to stop, replays from the chunk's start to recover the last good parameters. Without
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,16 @@ __all__ = ["MAX_CHUNK", "PROGRAMS_KEPT", "FullBatch", "Loop", "MiniBatch", "Prog
 
 MAX_CHUNK = 1000
 """Most epochs run between two looks at the losses (divergence checks) when nothing needs more."""
+
+BLOCK_BYTES = 1 << 20
+"""About how many bytes of rows of x and y a compiled epoch gathers at once (at least a batch).
+
+A whole epoch's gather would hold one more copy of the data, in a buffer too large for the
+allocator to keep (so its pages fault in again every epoch); blocks of 1 MiB stay in cache."""
+
+EPOCHS_IN_FLIGHT = 2
+"""Most compiled mini-batch epochs launched and unfinished at once: one running while the host
+draws and launches the next is all the overlap there is to have."""
 
 LOSSES_PER_CHUNK = 1 << 14
 """Most batch losses one chunk holds before the host looks (bounds a mini-batch chunk)."""
@@ -128,34 +140,61 @@ class Program:
         """One mini-batch epoch as one compiled call ``(carry, x, y, order) -> (carry, losses)``,
         for a backend with a compiled scan; ``losses`` holds each batch's, in order.
 
-        The full batches' rows of ``x`` and ``y`` gathered in ``order`` at once (one copy of
-        the data, on the device), a scan over them, then the ragged last batch (if any) as one
-        more step of its own size: exact, and in the same program, so one compilation serves
-        every epoch of this data shape. ``order`` may be a host array: a compiled call moves
-        it along with its launch (next to the data, on their device), which in a loop of
-        launches costs a fraction of a separate ``from_host`` (see benchmarks/README.md).
+        The full batches run in blocks of about BLOCK_BYTES of rows: a scan over the blocks
+        gathers each block's rows of ``x`` and ``y`` in ``order`` at once (into one buffer the
+        program reuses), then scans its contiguous batches. The batches left over (fewer than a
+        block) and the ragged last batch (one more step of its own size) follow in the same
+        program, so it is exact and one compilation serves every epoch of this data shape.
+        ``order`` may be a host array: a compiled call moves it along with its launch (next to
+        the data, on their device), which in a loop of launches costs a fraction of a separate
+        ``from_host`` (see benchmarks/README.md).
         """
         if batch_size not in self._epochs:
             be, step = self.be, self._raw_step
 
-            def run_epoch(carry: Carry, x: Array, y: Array, order: Array) -> tuple[Carry, Array]:
-                full = order.shape[0] // batch_size
-                end = full * batch_size
-                head = order[:end]  # one gather for the epoch, then contiguous batches
-                xs = be.reshape(x[head], (full, batch_size, *x.shape[1:]))
-                ys = be.reshape(y[head], (full, batch_size, *y.shape[1:]))
+            def batches(carry: Carry, x: Array, y: Array, rows: Array,
+                        count: int) -> tuple[Carry, Array]:
+                """``count`` steps on the batches of ``rows`` (count * batch_size of them)."""
+                xs = be.reshape(x[rows], (count, batch_size, *x.shape[1:]))
+                ys = be.reshape(y[rows], (count, batch_size, *y.shape[1:]))
 
                 def batch_step(state: tuple[Carry, Array]) -> tuple[tuple[Carry, Array], Array]:
                     inner, index = state
                     inner, value = step(inner, xs[index], ys[index])
                     return (inner, index + 1), value
 
-                (carry, _), values = be.scan(batch_step, (carry, 0), full)
-                if end < order.shape[0]:
-                    rows = order[end:]
-                    carry, last = step(carry, x[rows], y[rows])
-                    values = be.concat([values, be.reshape(last, (1,))])
+                (carry, _), values = be.scan(batch_step, (carry, 0), count)
                 return carry, values
+
+            def run_epoch(carry: Carry, x: Array, y: Array, order: Array) -> tuple[Carry, Array]:
+                n, full = order.shape[0], order.shape[0] // batch_size
+                per_block = max(1, min(full, BLOCK_BYTES // (batch_size * _row_bytes(be, x, y))))
+                blocks, rest = divmod(full, per_block)
+                block_rows = per_block * batch_size
+                parts = []
+                if blocks == 1:
+                    carry, values = batches(carry, x, y, order[:block_rows], per_block)
+                    parts.append(values)
+                elif blocks > 1:
+                    namespace: Any = be  # the Backend protocol lists no arange
+                    offsets = namespace.arange(block_rows, dtype=order.dtype)
+
+                    def block_step(state: tuple[Carry, Array]) -> tuple[tuple[Carry, Array], Array]:
+                        inner, start = state
+                        rows = order[start + offsets]
+                        inner, values = batches(inner, x, y, rows, per_block)
+                        return (inner, start + block_rows), values
+
+                    (carry, _), values = be.scan(block_step, (carry, 0), blocks)
+                    parts.append(be.reshape(values, (blocks * per_block,)))
+                begin, end = blocks * block_rows, full * batch_size
+                if rest:
+                    carry, values = batches(carry, x, y, order[begin:end], rest)
+                    parts.append(values)
+                if end < n:
+                    carry, last = step(carry, x[order[end:]], y[order[end:]])
+                    parts.append(be.reshape(last, (1,)))
+                return carry, parts[0] if len(parts) == 1 else be.concat(parts)
 
             self._epochs[batch_size] = be.jit(self._counted(run_epoch))
         return self._epochs[batch_size]
@@ -170,6 +209,12 @@ class Program:
             self.traces += 1
             return fn(*args)
         return body
+
+
+def _row_bytes(be: Backend, x: Array, y: Array) -> int:
+    """Bytes of one row of ``x`` and of ``y`` together (both floating)."""
+    namespace: Any = be  # the Backend protocol lists no finfo
+    return sum(math.prod(a.shape[1:]) * namespace.finfo(a.dtype).bits // 8 for a in (x, y))
 
 
 _programs: OrderedDict[tuple[Any, ...], Program] = OrderedDict()
@@ -275,6 +320,8 @@ class MiniBatch(Runner):
         self.batch_size, self.seed = batch_size, seed
         self.n = x_host.shape[0]
         self.losses_per_epoch = math.ceil(self.n / batch_size)
+        self._in_flight: deque[tuple[list[Any], int]] = deque()
+        """Launched compiled epochs not known to be finished: (list of losses, index)."""
 
     def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, Any]:
         epochs = range(first_epoch, first_epoch + length)
@@ -284,28 +331,48 @@ class MiniBatch(Runner):
                                 length * self.losses_per_epoch)
         run_epoch, values = self.program.epoch(self.batch_size), []
         for epoch in epochs:  # the host order goes with the compiled call (see Program.epoch)
-            order = data.epoch_order(self.n, self.seed, epoch)
-            carry, batch_losses = run_epoch(carry, self.x, self.y, order)
+            self._wait_for_room()
+            carry, batch_losses = run_epoch(carry, self.x, self.y,
+                                            data.epoch_order(self.n, self.seed, epoch))
             values.append(batch_losses)
+            self._in_flight.append((values, len(values) - 1))
         return carry, values
 
     def fetch(self, values: Any, length: int) -> np.ndarray:
         parts = values if isinstance(values, list) else [values]
-        host = np.concatenate([np.asarray(self.be.to_numpy(part), dtype=np.float64).ravel()
-                               for part in parts])
+        host = np.concatenate([self._on_host(part).ravel() for part in parts])
         return host.reshape(length, self.losses_per_epoch).mean(axis=1)
+
+    def _on_host(self, losses: Any) -> np.ndarray:
+        """Batch losses in float64 on the host, fetched unless they already are."""
+        return np.asarray(losses if isinstance(losses, np.ndarray) else self.be.to_numpy(losses),
+                          dtype=np.float64)
+
+    def _wait_for_room(self) -> None:
+        """Block until fewer than EPOCHS_IN_FLIGHT launched epochs are unfinished, fetching
+        the oldest one's losses (into the list ``launch`` returned them in).
+
+        Each unfinished epoch holds its order (one integer per sample, as large as the data
+        when a sample is one float32 feature and target), and asynchronous dispatch would
+        otherwise run ahead by up to a whole chunk of epochs.
+        """
+        while len(self._in_flight) >= EPOCHS_IN_FLIGHT:
+            values, index = self._in_flight.popleft()
+            values[index] = self._on_host(values[index])
 
     def _order(self, epoch: int) -> Array:
         """This epoch's sample order, on the backend's device (integers keep their dtype)."""
         return self.be.from_host(data.epoch_order(self.n, self.seed, epoch))
 
     def _batches(self, epochs: range) -> Iterator[tuple[Array, Array]]:
-        """The batches of these epochs, gathered on the backend."""
+        """The batches of these epochs, gathered on the backend; an epoch's order is let go
+        before the next one is drawn."""
         for epoch in epochs:
             order = self._order(epoch)
             for begin in range(0, self.n, self.batch_size):
                 rows = order[begin:begin + self.batch_size]
                 yield self.x[rows], self.y[rows]
+            del order, rows
 
     def warm_up(self, carry: Carry, lengths: set[int]) -> float:
         if self.program.loops_in_python:  # both batch sizes' steps, traced twice each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +121,27 @@ def test_one_hot() -> None:
         data.one_hot([3], 3)
     with pytest.raises(InvalidArgument, match="integer labels"):
         data.one_hot(np.array([0.5]), 3)
+
+
+@pytest.mark.parametrize("n", [1, 20, data.SHUFFLE_IN_PLACE_MIN - 1, data.SHUFFLE_IN_PLACE_MIN,
+                               data.SHUFFLE_IN_PLACE_MIN + 12_345])
+def test_epoch_order_is_numpys_permutation_in_aligned_int32(n: int) -> None:
+    """Below and above the size where the order is shuffled in place, the same permutation as
+    NumPy's own, in int32, starting on a HOST_ALIGNMENT boundary."""
+    order = data.epoch_order(n, seed=5, epoch=2)
+    np.testing.assert_array_equal(order, np.random.default_rng([5, 2]).permutation(n))
+    assert order.dtype == np.int32 and order.flags.c_contiguous
+    assert order.ctypes.data % data.HOST_ALIGNMENT == 0
+
+
+def test_index_dtype_widens_past_int32() -> None:
+    assert data.index_dtype(2**31 - 1) == np.int32
+    assert data.index_dtype(2**31) == np.int64
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [(1, "int32"), (7, "float32"), ((3, 5), "float64")])
+def test_aligned_empty_has_the_shape_dtype_and_alignment(shape: Any, dtype: str) -> None:
+    array = data.aligned_empty(shape, dtype)
+    assert array.shape == ((shape,) if isinstance(shape, int) else shape)
+    assert array.dtype == np.dtype(dtype) and array.flags.c_contiguous and array.flags.writeable
+    assert array.ctypes.data % data.HOST_ALIGNMENT == 0

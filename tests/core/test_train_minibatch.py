@@ -26,7 +26,8 @@ Y = np.eye(CLASSES)[RNG.integers(0, CLASSES, N)]
 START = {"W0": 0.3 * RNG.standard_normal((FEATURES, CLASSES)), "b0": np.zeros(CLASSES)}
 
 
-def softmax_sgd_reference(lr: float, epochs: int, seed: int) -> dict[str, Any]:
+def softmax_sgd_reference(lr: float, epochs: int, seed: int,
+                          batch: int = BATCH) -> dict[str, Any]:
     """Softmax regression by plain SGD in float64 NumPy; each epoch's loss is the mean of its
     batch losses, each taken before that batch's update."""
     w, b = START["W0"].copy(), START["b0"].copy()
@@ -34,8 +35,8 @@ def softmax_sgd_reference(lr: float, epochs: int, seed: int) -> dict[str, Any]:
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(N)
         batch_losses = []
-        for begin in range(0, N, BATCH):
-            rows = order[begin:begin + BATCH]
+        for begin in range(0, N, batch):
+            rows = order[begin:begin + batch]
             z = X[rows] @ w + b
             z = z - z.max(axis=1, keepdims=True)
             p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -60,10 +61,10 @@ class _CompiledScanNumpy(NumpyBackend):
         return replace(super().capabilities, compiled_scan=True)
 
 
-def _assert_matches_reference(be: Backend) -> None:
+def _assert_matches_reference(be: Backend, batch: int = BATCH) -> None:
     history = train.fit(models.mlp(), "softmax_cross_entropy", START, X, Y, backend=be,
-                        lr=0.5, epochs=3, batch_size=BATCH, seed=2)
-    ref = softmax_sgd_reference(0.5, 3, seed=2)
+                        lr=0.5, epochs=3, batch_size=batch, seed=2)
+    ref = softmax_sgd_reference(0.5, 3, seed=2, batch=batch)
     # float64, 9 steps of rounding: 1e-12 relative.
     np.testing.assert_allclose(history.losses, ref["losses"], rtol=1e-12)
     np.testing.assert_allclose(history.params["W0"], ref["W0"], rtol=1e-12)
@@ -77,6 +78,47 @@ def test_ragged_last_batch_gives_the_exact_gradient(backend64: Backend) -> None:
 def test_one_program_per_epoch_path_is_exact_too() -> None:
     """The path JAX compiles, run eagerly by NumPy: scan over full batches, then the ragged."""
     _assert_matches_reference(_CompiledScanNumpy())
+
+
+ROW_BYTES = (FEATURES + CLASSES) * 8
+"""Bytes of one float64 row of X and Y, which sets how many batches a block of rows holds."""
+
+
+@pytest.mark.parametrize("backend", ["numpy-compiled-scan", "jax"])
+@pytest.mark.parametrize(("block_bytes", "layout"), [
+    (1, "five blocks of one batch"),
+    (4 * ROW_BYTES, "two blocks of two batches, one batch left over"),
+    (1 << 20, "one block of all five full batches"),
+])
+def test_epochs_gathered_in_blocks_are_exact(monkeypatch: pytest.MonkeyPatch, backend: str,
+                                             block_bytes: int, layout: str) -> None:
+    """Batches of 2 from 11 rows: five full batches and a ragged one of 1, gathered a block
+    at a time however the blocks fall, give the reference's steps exactly."""
+    monkeypatch.setattr(loop, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(loop, "_programs", type(loop._programs)())  # compile for this size
+    be = _CompiledScanNumpy() if backend == "numpy-compiled-scan" else make_backend("jax",
+                                                                                      "float64")
+    _assert_matches_reference(be, batch=2)
+
+
+def test_at_most_two_compiled_epochs_are_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner waits for the oldest launched epoch before drawing another order, and the
+    losses it fetched while waiting are the ones the loop records."""
+    be = make_backend("jax", "float64")
+    seen: list[int] = []
+    original = loop.MiniBatch._wait_for_room
+
+    def recorded(self: loop.MiniBatch) -> None:
+        original(self)
+        seen.append(len(self._in_flight))
+
+    monkeypatch.setattr(loop.MiniBatch, "_wait_for_room", recorded)
+    history = train.fit(models.mlp(), "softmax_cross_entropy", START, X, Y, backend=be,
+                        lr=0.5, epochs=6, batch_size=BATCH, seed=2)
+    assert max(seen) == loop.EPOCHS_IN_FLIGHT - 1 and len(seen) >= 6
+    # float64 on JAX against the float64 NumPy reference: 1e-12 relative.
+    np.testing.assert_allclose(history.losses, softmax_sgd_reference(0.5, 6, 2)["losses"],
+                               rtol=1e-12)
 
 
 def test_jax_compiles_one_epoch_program_for_every_chunk_length(
