@@ -4,6 +4,7 @@
     python benchmarks/memory_check.py --quick               # N = 1e4 growth, N = 1e6 copies
     python benchmarks/memory_check.py --backends torch --epochs 100,10000
     python benchmarks/memory_check.py --quick --batch-size 128 --epochs 10,100,1000  # mini-batch
+    python benchmarks/memory_check.py --batch-size 128 --features 8   # x of shape (n, 8)
 
 Issue 6's two memory targets, checked apart from the timing suite (``run.py``):
 
@@ -42,29 +43,33 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 
-def regression_data(n: int, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
-    """The tutorial's line y = 3x + 2 + noise at size n, in ``dtype`` (as ``run.py`` makes it)."""
+def regression_data(n: int, dtype: str = "float32",
+                    features: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial's line y = 3x + 2 + noise at size n, in ``dtype`` (as ``run.py`` makes it);
+    with several ``features``, x of shape (n, features) and y = 3 * (sum of x) + 2 + noise."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(n)
-    y = 3 * x + 2 + 0.5 * rng.standard_normal(n)
+    x = rng.standard_normal(n if features == 1 else (n, features))
+    y = 3 * (x if features == 1 else x.sum(axis=1)) + 2 + 0.5 * rng.standard_normal(n)
     return x.astype(dtype), y.astype(dtype)
 
 
-def measure(backend: str, n: int, epochs: int, dtype: str,
-            batch_size: int | None = None) -> dict[str, Any]:
+def measure(backend: str, n: int, epochs: int, dtype: str, batch_size: int | None = None,
+            features: int = 1) -> dict[str, Any]:
     """Peak extra resident memory of one fit (mini-batch with ``batch_size``), in this process
     (run in a fresh one)."""
     import gradbridge as gb
 
     be = gb.get_backend(backend, dtype=dtype)
+    model, start = ((gb.models.linear1d, {"w": 0.0, "b": 0.0}) if features == 1
+                    else (gb.models.linear, {"w": np.zeros(features), "b": 0.0}))
 
     def train(x: np.ndarray, y: np.ndarray, count: int) -> Any:
         size = None if batch_size is None else min(batch_size, len(x) // 2)
-        return gb.fit(gb.models.linear1d, gb.losses.mse, {"w": 0.0, "b": 0.0}, x, y,
-                      backend=be, lr=0.1, epochs=count, batch_size=size)
+        return gb.fit(model, gb.losses.mse, start, x, y, backend=be, lr=0.1 / features,
+                      epochs=count, batch_size=size)
 
-    train(*regression_data(100, dtype), 2)
-    x, y = regression_data(n, dtype)
+    train(*regression_data(100, dtype, features), 2)
+    x, y = regression_data(n, dtype, features)
     gc.collect()
     before = machine.rss_bytes()
     resettable = machine.reset_peak_rss()
@@ -73,14 +78,15 @@ def measure(backend: str, n: int, epochs: int, dtype: str,
     wall_s = time.perf_counter() - tic
     extra = machine.peak_rss_bytes() - before
     return {"backend": backend, "n": n, "epochs": epochs, "dtype": dtype, "batch_size": batch_size,
+            "features": features,
             "peak_extra_mib": extra / 2**20, "copies": extra / (x.nbytes + y.nbytes),
             "resettable": resettable, "wall_s": wall_s, "final_loss": history.final_loss}
 
 
 def run_fresh(backend: str, n: int, epochs: int, dtype: str, timeout_s: float,
-              batch_size: int | None = None) -> dict[str, Any]:
+              batch_size: int | None = None, features: int = 1) -> dict[str, Any]:
     """``measure`` in a new interpreter; a failure comes back as a row with ``error``."""
-    spec = json.dumps([backend, n, epochs, dtype, batch_size])
+    spec = json.dumps([backend, n, epochs, dtype, batch_size, features])
     env = {**__import__("os").environ, "PYTHONWARNINGS": "ignore", **THREAD_ENV}
     try:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", spec],
@@ -135,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies-n", type=int, help="samples for copies (default 1e7)")
     parser.add_argument("--batch-size", type=int, help="train on mini-batches of this size "
                         "(default: full batch)")
+    parser.add_argument("--features", type=int, default=1,
+                        help="columns of x (default 1: the tutorial's line, x of shape (n,))")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per fit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -147,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     info = machine.describe()
     print(f"machine: {info['cpu']} x {info['cpus']}, GPUs: {info['gpus'] or 'none'}; "
           f"{info['platform']}; one thread per framework; "
-          + (f"mini-batches of {args.batch_size}" if args.batch_size else "full batch"))
+          + (f"mini-batches of {args.batch_size}" if args.batch_size else "full batch")
+          + f"; {args.features} feature(s)")
     print(f"versions: {info['versions']}")
     rows = []
     for backend in args.backends.split(","):
         plan = [(growth_n, e) for e in epochs] + [(copies_n, COPIES_EPOCHS)]
         for n, count in plan:
-            rows.append(run_fresh(backend, n, count, "float32", args.timeout, args.batch_size))
+            rows.append(run_fresh(backend, n, count, "float32", args.timeout, args.batch_size,
+                                  args.features))
             row = rows[-1]
             print(f"  {backend:<6} n={n:<9} epochs={count:<6} "
                   + (f"error {row['error']}" if "error" in row else

@@ -69,25 +69,25 @@ HOST_ALIGNMENT = 64
 buffer without copying it."""
 
 SHUFFLE_IN_PLACE_MIN = 1 << 17
-"""From this many samples an epoch order is shuffled in its own int32 buffer. Below it NumPy's
-int64 ``permutation`` is drawn and narrowed: twice as fast there (NumPy shuffles 8-byte items
-on a fast path), and its int64 temporary is at most 1 MiB."""
+"""From this many samples an epoch order is shuffled in its own aligned int32 buffer. Below it
+NumPy's int64 ``permutation`` is drawn and narrowed: twice as fast there (NumPy shuffles 8-byte
+items on a fast path), its int64 temporary is at most 1 MiB, and so small an order costs
+nothing to copy."""
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The sample order of one mini-batch epoch: the permutation ``default_rng([seed,
-    epoch]).permutation(n)``, in :func:`index_dtype` and a buffer aligned to HOST_ALIGNMENT.
+    epoch]).permutation(n)`` in :func:`index_dtype`.
 
     Each epoch's order depends only on (seed, epoch), so every backend sees the same batches and
     any epoch can be replayed without replaying the ones before it. int32 (for n < 2**31) halves
-    the order's memory, as large as the data for one-feature float32 data; an aligned buffer
-    lets JAX's CPU client use it in place instead of copying it.
+    the order's memory, as large as the data for one-feature float32 data; a large order starts
+    on a HOST_ALIGNMENT boundary, so that JAX's CPU client uses it in place instead of copying it.
     """
     rng = np.random.default_rng([check_seed(seed), epoch])
-    order = aligned_empty(n, index_dtype(n))
     if n < SHUFFLE_IN_PLACE_MIN:
-        order[...] = rng.permutation(n)
-        return order
+        return rng.permutation(n).astype(index_dtype(n))
+    order = aligned_empty(n, index_dtype(n))
     step = SHUFFLE_IN_PLACE_MIN  # filled in slices: no int64 temporary the size of the data
     for begin in range(0, n, step):
         order[begin:begin + step] = np.arange(begin, min(n, begin + step))
@@ -97,7 +97,10 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def index_dtype(n: int) -> np.dtype:
     """The smallest of int32 and int64 that indexes ``n`` samples."""
-    return np.dtype(np.int32 if n <= np.iinfo(np.int32).max else np.int64)
+    return _INT32 if n <= _INT32_MAX else _INT64
+
+
+_INT32, _INT64, _INT32_MAX = np.dtype(np.int32), np.dtype(np.int64), 2**31 - 1
 
 
 def aligned_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
