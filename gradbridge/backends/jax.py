@@ -46,9 +46,10 @@ Memory
 
 synchronize
     JAX dispatches work asynchronously and has no call that waits for every outstanding
-    computation without holding its arrays. ``synchronize()`` calls ``jax.effects_barrier()``
-    (waits for the side effects of dispatched functions); for honest timings, also call
-    ``jax.block_until_ready(result)`` on the outputs being timed.
+    computation (``jax.effects_barrier()`` waits only for side effects: it returned in 27 µs
+    while a 4.6 s program it followed was still running). A device runs the programs launched
+    on it in order, so ``synchronize()`` launches a trivial one on each device of the platform
+    and waits for it: every program launched before has then finished.
 """
 
 from __future__ import annotations
@@ -371,7 +372,11 @@ class JaxBackend(BackendBase):
                            else None)
 
     def synchronize(self) -> None:
+        """Wait for the programs launched on every device of this platform (see the module's
+        docstring): a trivial program launched after them on each finishes after them."""
         jax.effects_barrier()
+        for device in jax.local_devices(backend=self._device.platform):
+            _after_queued_work(jax.device_put(np.zeros((), np.int32), device)).block_until_ready()
 
     def data_parallel_engine(self) -> Any:
         """The mesh over every device of this backend's platform (backends/jax_parallel.py)."""
@@ -420,6 +425,12 @@ def _gpus() -> list[Any]:
         return list(jax.devices("gpu"))
     except RuntimeError:
         return []
+
+
+@jax.jit
+def _after_queued_work(marker: Array) -> Array:
+    """A program with nothing to do, which its device runs after the ones launched before."""
+    return marker + 1
 
 
 def _private_copy(array: np.ndarray) -> np.ndarray:
