@@ -364,6 +364,11 @@ class JaxBackend(BackendBase):
         return jax.lax.scan(lambda c, _: step(c), tree_map(self._carry_start, carry), None,
                             length=length)
 
+    def cond(self, predicate: Array, if_true: Callable[[Any], Any], if_false: Callable[[Any], Any],
+             operand: Any) -> Any:
+        """lax.cond: traced, it compiles both branches and runs the one chosen."""
+        return jax.lax.cond(predicate, if_true, if_false, operand)
+
     def _carry_start(self, leaf: Any) -> Array:
         """A carry leaf with the backend's float dtype; host numbers stay uncommitted, so that
         inside a program sharded over a mesh they pin nothing to one device."""

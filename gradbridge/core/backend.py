@@ -453,6 +453,11 @@ class Backend(Protocol):
     def scan(self, step: Callable[[Any], tuple[Any, Any]], carry: Any,
              length: int) -> tuple[Any, Any]:
         """Run ``carry, y = step(carry)`` ``length`` times; return the carry and the stacked ys."""
+    def cond(self, predicate: Array, if_true: Callable[[Any], Any], if_false: Callable[[Any], Any],
+             operand: Any) -> Any:
+        """``if_true(operand)`` where the 0-D boolean ``predicate`` holds, else
+        ``if_false(operand)``; inside ``jit`` or ``scan`` only the chosen one runs, and both
+        must return the same structure, shapes and dtypes."""
     def synchronize(self) -> None:
         """Block until queued device work is done, so that clocks read honest times."""
     def scope(self) -> contextlib.AbstractContextManager[Any]:
@@ -726,6 +731,10 @@ class BackendBase:
             return carry, None
         be: Any = self
         return carry, tree_map(lambda *ys: be.stack(ys), outputs[0], *outputs[1:])
+
+    def cond(self, predicate: Array, if_true: Callable[[Any], Any], if_false: Callable[[Any], Any],
+             operand: Any) -> Any:
+        return if_true(operand) if bool(predicate) else if_false(operand)
 
     def synchronize(self) -> None:
         return None

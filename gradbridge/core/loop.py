@@ -15,8 +15,10 @@ gathered on the backend by integer indexing. With a compiled scan an epoch is on
 program: a scan over blocks of full batches (each block's rows gathered into one reused buffer
 of about BLOCK_BYTES), the batches left over, then the ragged last batch as one more step of its
 own size inside the same program, so it is exact and compiles nothing else; one program serves
-every chunk length. At most EPOCHS_IN_FLIGHT such epochs are unfinished at once, so the orders
-held by queued epochs stay bounded. Elsewhere the jitted step is called per batch.
+every chunk length. Small problems run up to MAX_EPOCHS_PER_CALL epochs a call (``be.cond``
+skips those a call does not need, so one program serves them all), and at most CALLS_IN_FLIGHT
+calls are unfinished at once, so the orders held by queued calls stay bounded. Elsewhere the
+jitted step is called per batch.
 
 The host looks at the losses once per chunk (one device sync), checks them for divergence and,
 if it has to stop, replays from the chunk's start to recover the last good parameters. Without
@@ -62,9 +64,20 @@ BLOCK_BYTES = 1 << 20
 A whole epoch's gather would hold one more copy of the data, in a buffer too large for the
 allocator to keep (so its pages fault in again every epoch); blocks of 1 MiB stay in cache."""
 
-EPOCHS_IN_FLIGHT = 2
-"""Most compiled mini-batch epochs launched and unfinished at once: one running while the host
+CALLS_IN_FLIGHT = 2
+"""Most compiled mini-batch calls launched and unfinished at once: one running while the host
 draws and launches the next is all the overlap there is to have."""
+
+CALL_FLOPS = 1 << 28
+"""About how much arithmetic one compiled mini-batch call is given, in epochs: a call costs
+~50 µs of host time and more of the runtime's (at N = 1,400 x 64, batch 128, one epoch a call
+took 285 µs an epoch, ten a call 185), so small problems run several epochs a call."""
+
+MAX_EPOCHS_PER_CALL = 16
+"""Most epochs one compiled mini-batch call runs (epochs it skips still cost a cond each)."""
+
+ORDERS_PER_CALL_BYTES = 1 << 18
+"""Most bytes of epoch orders one compiled mini-batch call takes."""
 
 LOSSES_PER_CHUNK = 1 << 14
 """Most batch losses one chunk holds before the host looks (bounds a mini-batch chunk)."""
@@ -74,7 +87,7 @@ PROGRAMS_KEPT = 16
 
 Carry = tuple[Params, dict[str, Any]]
 Chunk = Callable[[Carry, Array, Array], tuple[Carry, Array]]
-Epoch = Callable[[Carry, Array, Array, Array], tuple[Carry, Array]]
+Epochs = Callable[[Carry, Array, Array, Array, Array], tuple[Carry, Array]]
 
 
 # ------------------------------------------------------------------------ programs
@@ -115,7 +128,7 @@ class Program:
         self.loops_in_python = not capabilities.compiled_scan
         self._raw_step = step
         self._chunks: dict[int, Chunk] = {}
-        self._epochs: dict[int, Epoch] = {}
+        self._epochs: dict[tuple[int, int], Epochs] = {}
 
     def chunk(self, length: int) -> Chunk:
         """``length`` full-batch epochs as one call returning the carry and their losses.
@@ -136,20 +149,24 @@ class Program:
                                     else be.jit(self._counted(run_chunk)))
         return self._chunks[length]
 
-    def epoch(self, batch_size: int) -> Epoch:
-        """One mini-batch epoch as one compiled call ``(carry, x, y, order) -> (carry, losses)``,
-        for a backend with a compiled scan; ``losses`` holds each batch's, in order.
+    def epochs(self, batch_size: int, count: int) -> Epochs:
+        """Up to ``count`` mini-batch epochs as one compiled call, for a backend with a
+        compiled scan: ``(carry, x, y, orders, active) -> (carry, losses)``. ``orders`` holds
+        ``count`` epochs' orders, one a row; the first ``active`` of them run (``be.cond``
+        skips the rest), so one program serves any number of epochs up to ``count``.
+        ``losses`` has a row of batch losses per epoch; rows from ``active`` on are zeros.
 
-        The full batches run in blocks of about BLOCK_BYTES of rows: a scan over the blocks
-        gathers each block's rows of ``x`` and ``y`` in ``order`` at once (into one buffer the
-        program reuses), then scans its contiguous batches. The batches left over (fewer than a
-        block) and the ragged last batch (one more step of its own size) follow in the same
-        program, so it is exact and one compilation serves every epoch of this data shape.
-        ``order`` may be a host array: a compiled call moves it along with its launch (next to
+        In an epoch the full batches run in blocks of about BLOCK_BYTES of rows: a scan over
+        the blocks gathers each block's rows of ``x`` and ``y`` in the epoch's order at once
+        (into one buffer the program reuses), then scans its contiguous batches. The batches
+        left over (fewer than a block) and the ragged last batch (one more step of its own
+        size) follow in the same program, so it is exact and one compilation serves every
+        epoch of this data shape.
+        ``orders`` may be a host array: a compiled call moves it along with its launch (next to
         the data, on their device), which in a loop of launches costs a fraction of a separate
         ``from_host`` (see benchmarks/README.md).
         """
-        if batch_size not in self._epochs:
+        if (batch_size, count) not in self._epochs:
             be, step = self.be, self._raw_step
 
             def batches(carry: Carry, x: Array, y: Array, rows: Array,
@@ -196,8 +213,25 @@ class Program:
                     parts.append(be.reshape(last, (1,)))
                 return carry, parts[0] if len(parts) == 1 else be.concat(parts)
 
-            self._epochs[batch_size] = be.jit(self._counted(run_epoch))
-        return self._epochs[batch_size]
+            def run_epochs(carry: Carry, x: Array, y: Array, orders: Array,
+                           active: Array) -> tuple[Carry, Array]:
+                if count == 1:  # nothing to skip
+                    carry, values = run_epoch(carry, x, y, orders[0])
+                    return carry, be.reshape(values, (1, -1))
+                skipped = be.zeros((math.ceil(orders.shape[1] / batch_size),))
+
+                def one_epoch(state: tuple[Carry, Array]) -> tuple[tuple[Carry, Array], Array]:
+                    inner, index = state
+                    inner, values = be.cond(index < active,
+                                            lambda c: run_epoch(c, x, y, orders[index]),
+                                            lambda c: (c, skipped), inner)
+                    return (inner, index + 1), values
+
+                (carry, _), values = be.scan(one_epoch, (carry, 0), count)
+                return carry, values
+
+            self._epochs[batch_size, count] = be.jit(self._counted(run_epochs))
+        return self._epochs[batch_size, count]
 
     def place(self, tree: Any) -> Any:
         """Backend arrays moved to where the program computes (as they are on one device)."""
@@ -329,18 +363,25 @@ class MiniBatch(Runner):
             step, batches = self.program.step, self._batches(epochs)
             return self.be.scan(lambda c: step(c, *next(batches)), carry,
                                 length * self.losses_per_epoch)
-        run_epoch, values = self.program.epoch(self.batch_size), []
-        for epoch in epochs:  # the host order goes with the compiled call (see Program.epoch)
+        count = self._epochs_per_call(carry[0])
+        run_epochs, values = self.program.epochs(self.batch_size, count), []
+        for begin in range(first_epoch, first_epoch + length, count):
+            active = min(count, first_epoch + length - begin)
             self._wait_for_room()
-            carry, batch_losses = run_epoch(carry, self.x, self.y,
-                                            data.epoch_order(self.n, self.seed, epoch))
-            values.append(batch_losses)
+            # the host orders go with the compiled call (see Program.epochs)
+            carry, batch_losses = run_epochs(carry, self.x, self.y,
+                                             self._orders(begin, active, count), active)
+            values.append((batch_losses, active))
             self._in_flight.append((values, len(values) - 1))
         return carry, values
 
     def fetch(self, values: Any, length: int) -> np.ndarray:
-        parts = values if isinstance(values, list) else [values]
-        host = np.concatenate([self._on_host(part).ravel() for part in parts])
+        if isinstance(values, list):  # (losses of up to count epochs, how many ran) a call
+            rows = [self._on_host(losses).reshape(-1, self.losses_per_epoch)[:active]
+                    for losses, active in values]
+            host = np.concatenate(rows)
+        else:
+            host = self._on_host(values)
         return host.reshape(length, self.losses_per_epoch).mean(axis=1)
 
     def _on_host(self, losses: Any) -> np.ndarray:
@@ -348,17 +389,38 @@ class MiniBatch(Runner):
         return np.asarray(losses if isinstance(losses, np.ndarray) else self.be.to_numpy(losses),
                           dtype=np.float64)
 
-    def _wait_for_room(self) -> None:
-        """Block until fewer than EPOCHS_IN_FLIGHT launched epochs are unfinished, fetching
-        the oldest one's losses (into the list ``launch`` returned them in).
+    def _epochs_per_call(self, params: Params) -> int:
+        """How many epochs one compiled call runs: about CALL_FLOPS of arithmetic (6 per
+        sample and parameter, forward and backward), at most MAX_EPOCHS_PER_CALL and
+        ORDERS_PER_CALL_BYTES of orders. A function of the shapes alone, so the same fit always
+        runs the same program."""
+        size = sum(math.prod(leaf.shape) for leaf in tree.flatten(params)[0])
+        order_bytes = self.n * data.index_dtype(self.n).itemsize
+        return max(1, min(MAX_EPOCHS_PER_CALL, CALL_FLOPS // (6 * self.n * max(size, 1)),
+                          ORDERS_PER_CALL_BYTES // order_bytes))
 
-        Each unfinished epoch holds its order (one integer per sample, as large as the data
-        when a sample is one float32 feature and target), and asynchronous dispatch would
-        otherwise run ahead by up to a whole chunk of epochs.
+    def _orders(self, first_epoch: int, active: int, count: int) -> np.ndarray:
+        """The orders of epochs first_epoch .. first_epoch + active - 1 as the rows of a
+        (count, n) host array; rows past ``active`` (skipped by the call) are zeros."""
+        if count == 1:  # a view of the order, so a large one stays aligned (see epoch_order)
+            return data.epoch_order(self.n, self.seed, first_epoch)[None]
+        orders = np.zeros((count, self.n), dtype=data.index_dtype(self.n))
+        for row in range(active):
+            orders[row] = data.epoch_order(self.n, self.seed, first_epoch + row)
+        return orders
+
+    def _wait_for_room(self) -> None:
+        """Block until fewer than CALLS_IN_FLIGHT launched calls are unfinished, fetching the
+        oldest one's losses (into the list ``launch`` returned them in).
+
+        Each unfinished call holds its orders (one integer per sample and epoch, as large as
+        the data when a sample is one float32 feature and target), and asynchronous dispatch
+        would otherwise run ahead by up to a whole chunk of epochs.
         """
-        while len(self._in_flight) >= EPOCHS_IN_FLIGHT:
+        while len(self._in_flight) >= CALLS_IN_FLIGHT:
             values, index = self._in_flight.popleft()
-            values[index] = self._on_host(values[index])
+            losses, active = values[index]
+            values[index] = (self._on_host(losses), active)
 
     def _order(self, epoch: int) -> Array:
         """This epoch's sample order, on the backend's device (integers keep their dtype)."""
@@ -381,8 +443,9 @@ class MiniBatch(Runner):
             ends = [self._two_steps(carry, self.x[first[:size]], self.y[first[:size]])
                     for size in sizes]
             carry, executed = ends[-1], 2 * len(sizes) / self.losses_per_epoch
-        else:  # two chained epochs: the second sees a step's output, as the run will
-            carry, executed = self.run(carry, 0, 2)[0], 2.0
+        else:  # two chained calls of one epoch: the second sees a step's output, as the run
+            carry = self.run(self.run(carry, 0, 1)[0], 1, 1)[0]  # will; one program for all
+            executed = 2.0
         self.full_loss(carry[0])  # on a step's output, as after training
         return executed
 

@@ -546,6 +546,25 @@ def test_scan_inside_jit(backend: Backend) -> None:
     assert_matches(backend, backend.jit(power)(x), rx**4, "jit(scan)")
 
 
+def test_cond_runs_the_chosen_branch_eagerly_and_inside_scan(backend: Backend) -> None:
+    """Odd steps double the carry and even ones add one: cond picks by a traced counter inside
+    a jitted scan, and by a plain predicate outside."""
+    def step(state: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array]:
+        value, count = state
+        value = backend.cond(count % 2 == 1, lambda v: v * 2.0, lambda v: v + 1.0, value)
+        return (value, count + 1), value
+
+    def run(start: Array) -> Array:
+        (final, _), _ = backend.scan(step, (start, backend.from_host(0)), 5)
+        return final
+
+    start = backend.ones(2)
+    # 1 -> +1 = 2 -> *2 = 4 -> +1 = 5 -> *2 = 10 -> +1 = 11, exactly in any float dtype
+    assert_matches(backend, backend.jit(run)(start), [11.0, 11.0], "jit(scan(cond))")
+    assert_matches(backend, backend.cond(backend.from_host(False), lambda v: v * 2.0,
+                                         lambda v: v - 1.0, start), [0.0, 0.0], "cond")
+
+
 # ------------------------------------------------------------------ property tests
 
 BROADCAST_OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

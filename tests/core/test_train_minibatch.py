@@ -16,7 +16,7 @@ import pytest
 from conftest import make_backend
 
 from gradbridge.backends.numpy import NumpyBackend
-from gradbridge.core import loop, models, train
+from gradbridge.core import loop, losses, models, optim, train
 from gradbridge.core.backend import Backend, Capabilities
 
 RNG = np.random.default_rng(7)
@@ -101,8 +101,8 @@ def test_epochs_gathered_in_blocks_are_exact(monkeypatch: pytest.MonkeyPatch, ba
     _assert_matches_reference(be, batch=2)
 
 
-def test_at_most_two_compiled_epochs_are_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner waits for the oldest launched epoch before drawing another order, and the
+def test_at_most_two_compiled_calls_are_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner waits for the oldest launched call before drawing more orders, and the
     losses it fetched while waiting are the ones the loop records."""
     be = make_backend("jax", "float64")
     seen: list[int] = []
@@ -112,13 +112,50 @@ def test_at_most_two_compiled_epochs_are_unfinished(monkeypatch: pytest.MonkeyPa
         original(self)
         seen.append(len(self._in_flight))
 
+    monkeypatch.setattr(loop, "MAX_EPOCHS_PER_CALL", 1)  # a call per epoch: six calls
     monkeypatch.setattr(loop.MiniBatch, "_wait_for_room", recorded)
     history = train.fit(models.mlp(), "softmax_cross_entropy", START, X, Y, backend=be,
                         lr=0.5, epochs=6, batch_size=BATCH, seed=2)
-    assert max(seen) == loop.EPOCHS_IN_FLIGHT - 1 and len(seen) >= 6
+    assert max(seen) == loop.CALLS_IN_FLIGHT - 1 and len(seen) >= 6
     # float64 on JAX against the float64 NumPy reference: 1e-12 relative.
     np.testing.assert_allclose(history.losses, softmax_sgd_reference(0.5, 6, 2)["losses"],
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy-compiled-scan", "jax"])
+def test_calls_of_several_epochs_skip_the_ones_they_do_not_need(
+        monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """Four epochs a call: 7 epochs run as a call of 4 and a call of 3 (one skipped), and
+    with a callback every epoch is a call of its own (three skipped); all exact."""
+    monkeypatch.setattr(loop, "MAX_EPOCHS_PER_CALL", 4)
+    be = _CompiledScanNumpy() if backend == "numpy-compiled-scan" else make_backend("jax",
+                                                                                      "float64")
+    ref = softmax_sgd_reference(0.5, 7, 2)
+    seen: list[int] = []
+    for callbacks in ([], [lambda info: seen.append(info.epoch)]):
+        history = train.fit(models.mlp(), "softmax_cross_entropy", START, X, Y, backend=be,
+                            lr=0.5, epochs=7, batch_size=BATCH, seed=2, callbacks=callbacks)
+        # float64 against the float64 NumPy reference: 1e-12 relative.
+        np.testing.assert_allclose(history.losses, ref["losses"], rtol=1e-12)
+        np.testing.assert_allclose(history.params["W0"], ref["W0"], rtol=1e-12)
+    assert seen == list(range(7))
+
+
+def test_small_problems_run_several_epochs_a_call() -> None:
+    """The epochs a call follow the shapes: many for a small problem, one for a large one,
+    never past the limits."""
+    be = make_backend("jax", "float32")
+    program = loop.program(be, models.mlp(), losses.softmax_cross_entropy, optim.sgd(0.1))
+
+    def per_call(n: int, features: int) -> int:
+        runner = loop.MiniBatch(program, np.zeros((n, features), np.float32),
+                                np.zeros((n, 2), np.float32), 8, 0)
+        return runner._epochs_per_call({"W0": np.zeros((features, 2)), "b0": np.zeros(2)})
+
+    assert per_call(100, 3) == loop.MAX_EPOCHS_PER_CALL
+    assert per_call(1_000_000, 3) == 1
+    many = per_call(20_000, 3)  # bounded by the orders' bytes: 2**18 / (20,000 * 4) = 3
+    assert many == loop.ORDERS_PER_CALL_BYTES // (20_000 * 4) == 3
 
 
 def test_jax_compiles_one_epoch_program_for_every_chunk_length(
