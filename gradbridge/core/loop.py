@@ -170,17 +170,17 @@ class Program:
             be, step = self.be, self._raw_step
 
             def batches(carry: Carry, x: Array, y: Array, rows: Array,
-                        count: int) -> tuple[Carry, Array]:
-                """``count`` steps on the batches of ``rows`` (count * batch_size of them)."""
-                xs = be.reshape(x[rows], (count, batch_size, *x.shape[1:]))
-                ys = be.reshape(y[rows], (count, batch_size, *y.shape[1:]))
+                        steps: int) -> tuple[Carry, Array]:
+                """``steps`` steps on the batches of ``rows`` (steps * batch_size of them)."""
+                xs = be.reshape(x[rows], (steps, batch_size, *x.shape[1:]))
+                ys = be.reshape(y[rows], (steps, batch_size, *y.shape[1:]))
 
                 def batch_step(state: tuple[Carry, Array]) -> tuple[tuple[Carry, Array], Array]:
                     inner, index = state
                     inner, value = step(inner, xs[index], ys[index])
                     return (inner, index + 1), value
 
-                (carry, _), values = be.scan(batch_step, (carry, 0), count)
+                (carry, _), values = be.scan(batch_step, (carry, 0), steps)
                 return carry, values
 
             def run_epoch(carry: Carry, x: Array, y: Array, order: Array) -> tuple[Carry, Array]:
