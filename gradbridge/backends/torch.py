@@ -139,22 +139,25 @@ _differentiating: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-def _maximum(x1: Array | float, x2: Array | float) -> Array:
-    """The tie-to-first maximum where a gradient can flow; ``torch.maximum`` (one call) where
-    none can: two plain tensors that need none, where both give the same values, ties and
-    signed zeros included (torch.maximum keeps the first of equal values too)."""
-    if (x1.__class__ is torch.Tensor and x2.__class__ is torch.Tensor
-            and not (x1.requires_grad or x2.requires_grad)):
-        return torch.maximum(x1, x2)
-    return maximum_ties_to_first(torch, _tensor_first(x1, x2), x2)
+def _ties_to_first(plain: Callable[[Array, Array], Array],
+                   with_gradient: Callable[[Any, Any, Any], Array]) -> Callable[..., Array]:
+    """The tie-to-first extremum ``with_gradient`` where a gradient can flow; ``plain``
+    (``torch.maximum``/``torch.minimum``, one call) where none can: two plain tensors that need
+    none, where both give the same values, ties and signed zeros included (torch keeps the
+    first of equal values too)."""
+
+    def extremum(x1: Array | float, x2: Array | float) -> Array:
+        if (x1.__class__ is torch.Tensor and x2.__class__ is torch.Tensor
+                and not (x1.requires_grad or x2.requires_grad)):
+            return plain(x1, x2)
+        return with_gradient(torch, _tensor_first(x1, x2), x2)
+
+    extremum.__name__ = plain.__name__
+    return extremum
 
 
-def _minimum(x1: Array | float, x2: Array | float) -> Array:
-    """The tie-to-first minimum, ``torch.minimum`` where no gradient can flow (see _maximum)."""
-    if (x1.__class__ is torch.Tensor and x2.__class__ is torch.Tensor
-            and not (x1.requires_grad or x2.requires_grad)):
-        return torch.minimum(x1, x2)
-    return minimum_ties_to_first(torch, _tensor_first(x1, x2), x2)
+_maximum = _ties_to_first(torch.maximum, maximum_ties_to_first)
+_minimum = _ties_to_first(torch.minimum, minimum_ties_to_first)
 
 
 class TorchBackend(BackendBase):

@@ -52,7 +52,7 @@ from gradbridge.core.models import Model, Params
 from gradbridge.core.optim import Optimizer
 from gradbridge.core.parallel import Engine, Placement
 
-__all__ = ["MAX_CHUNK", "PROGRAMS_KEPT", "FullBatch", "Loop", "MiniBatch", "Program",
+__all__ = ["MAX_CHUNK", "PROGRAMS_KEPT", "Call", "FullBatch", "Loop", "MiniBatch", "Program",
            "Runner", "chunk_lengths", "program"]
 
 MAX_CHUNK = 1000
@@ -343,6 +343,15 @@ class FullBatch(Runner):
         return executed
 
 
+@dataclass
+class Call:
+    """One launched compiled mini-batch call: its batch losses, on the backend until fetched
+    (then in float64 on the host), and how many epochs of it ran."""
+
+    losses: Any
+    epochs: int
+
+
 class MiniBatch(Runner):
     """Each epoch walks the data in the order ``data.epoch_order(n, seed, epoch)``, moved to the
     backend as one integer array per epoch; batches are gathered there. An epoch's loss is the
@@ -354,8 +363,8 @@ class MiniBatch(Runner):
         self.batch_size, self.seed = batch_size, seed
         self.n = x_host.shape[0]
         self.losses_per_epoch = math.ceil(self.n / batch_size)
-        self._in_flight: deque[tuple[list[Any], int]] = deque()
-        """Launched compiled epochs not known to be finished: (list of losses, index)."""
+        self._in_flight: deque[Call] = deque()
+        """Launched compiled calls not known to be finished, oldest first."""
 
     def launch(self, carry: Carry, first_epoch: int, length: int) -> tuple[Carry, Any]:
         epochs = range(first_epoch, first_epoch + length)
@@ -364,22 +373,21 @@ class MiniBatch(Runner):
             return self.be.scan(lambda c: step(c, *next(batches)), carry,
                                 length * self.losses_per_epoch)
         count = self._epochs_per_call(carry[0])
-        run_epochs, values = self.program.epochs(self.batch_size, count), []
+        run_epochs, calls = self.program.epochs(self.batch_size, count), []
         for begin in range(first_epoch, first_epoch + length, count):
             active = min(count, first_epoch + length - begin)
             self._wait_for_room()
             # the host orders go with the compiled call (see Program.epochs)
-            carry, batch_losses = run_epochs(carry, self.x, self.y,
-                                             self._orders(begin, active, count), active)
-            values.append((batch_losses, active))
-            self._in_flight.append((values, len(values) - 1))
-        return carry, values
+            carry, losses = run_epochs(carry, self.x, self.y,
+                                       self._orders(begin, active, count), active)
+            calls.append(Call(losses, active))
+            self._in_flight.append(calls[-1])
+        return carry, calls
 
     def fetch(self, values: Any, length: int) -> np.ndarray:
-        if isinstance(values, list):  # (losses of up to count epochs, how many ran) a call
-            rows = [self._on_host(losses).reshape(-1, self.losses_per_epoch)[:active]
-                    for losses, active in values]
-            host = np.concatenate(rows)
+        if isinstance(values, list):  # the Calls of launch
+            host = np.concatenate([self._on_host(call.losses).reshape(
+                -1, self.losses_per_epoch)[:call.epochs] for call in values])
         else:
             host = self._on_host(values)
         return host.reshape(length, self.losses_per_epoch).mean(axis=1)
@@ -411,16 +419,15 @@ class MiniBatch(Runner):
 
     def _wait_for_room(self) -> None:
         """Block until fewer than CALLS_IN_FLIGHT launched calls are unfinished, fetching the
-        oldest one's losses (into the list ``launch`` returned them in).
+        oldest one's losses to the host (its Call keeps them for ``fetch``).
 
         Each unfinished call holds its orders (one integer per sample and epoch, as large as
         the data when a sample is one float32 feature and target), and asynchronous dispatch
         would otherwise run ahead by up to a whole chunk of epochs.
         """
         while len(self._in_flight) >= CALLS_IN_FLIGHT:
-            values, index = self._in_flight.popleft()
-            losses, active = values[index]
-            values[index] = (self._on_host(losses), active)
+            call = self._in_flight.popleft()
+            call.losses = self._on_host(call.losses)
 
     def _order(self, epoch: int) -> Array:
         """This epoch's sample order, on the backend's device (integers keep their dtype)."""
